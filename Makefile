@@ -1,0 +1,57 @@
+# BotFactory: `make run` for a local demo, `make test` for the suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TEST_WORKERS ?= 4
+
+TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/botfactory)
+TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	CACHE_KEY_PREFIX=bftest DEBUG=0 LOG_FORMAT=text \
+	ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
+	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
+	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
+
+.PHONY: run test deps lint fmt lock clean
+
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+	touch $@
+
+.env:
+	$(PY) -m botfactory.envfile .env
+
+run: $(VENV)/.installed .env
+	DEBUG=1 $(PY) manage.py migrate --no-input
+	DEBUG=1 $(PY) manage.py load_demo_bot
+	DEBUG=1 $(PY) manage.py create_admin_user
+	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
+
+# System tools that tests drive (psql and redis-cli for the service checks
+# and outage tests); installed, never skipped.
+deps:
+	@command -v psql >/dev/null && command -v redis-cli >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq postgresql-client redis-tools)
+
+test: $(VENV)/.installed deps
+	@$(TEST_ENV) $(PY) -m tests.services_check
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DEBUG=1 $(VENV)/bin/mypy .
+
+fmt: $(VENV)/.installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Refresh the lock after editing pyproject.toml.
+lock:
+	$(PY) -m pip install --quiet uv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
+		--python-version 3.11 --no-header -o requirements.lock
+
+clean:
+	rm -rf $(VENV) data staticfiles

@@ -1,0 +1,52 @@
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from botfactory.errors import ApplicationError
+from bots.selectors import bot_get
+from bots.services.telegram_setup import bot_polling_run
+from bots.telegram import TelegramError
+
+
+class Command(BaseCommand):
+    help = "Delete the bot's webhook and process its updates by long polling."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("bot", help="The bot's id or slug.")
+        parser.add_argument(
+            "--max-updates",
+            type=int,
+            default=None,
+            help="Stop after this many updates.",
+        )
+        parser.add_argument(
+            "--poll-timeout",
+            type=int,
+            default=25,
+            help="Long-polling timeout in seconds.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        bot = bot_get(bot_ref=options["bot"])
+        if bot is None:
+            raise CommandError(f"No bot with id or slug {options['bot']!r}.")
+
+        self.stderr.write("Polling; press Ctrl-C to stop.")
+        try:
+            processed = bot_polling_run(
+                bot=bot,
+                max_updates=options["max_updates"],
+                poll_timeout=options["poll_timeout"],
+            )
+        except KeyboardInterrupt:
+            processed = -1
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        except TelegramError as exc:
+            raise CommandError(f"Telegram refused: {exc.description}") from None
+
+        self.stdout.write(
+            "polling stopped"
+            if processed < 0
+            else f"polling stopped after {processed} updates"
+        )

@@ -1,0 +1,226 @@
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from botfactory.fields import EncryptedTextField
+
+WEBHOOK_SECRET_VALIDATOR = RegexValidator(
+    r"^[A-Za-z0-9_-]{1,256}$",
+    _("Telegram accepts only 1-256 characters A-Z, a-z, 0-9, _ and -."),
+)
+
+
+def webhook_secret_generate() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class Bot(models.Model):
+    name = models.CharField(_("name"), max_length=100)
+    slug = models.SlugField(_("slug"), max_length=64, unique=True)
+    token = EncryptedTextField(
+        _("Telegram token"),
+        blank=True,
+        help_text=_("Leave empty for demo mode: replies are kept locally."),
+    )
+    webhook_secret = EncryptedTextField(
+        _("webhook secret"),
+        default=webhook_secret_generate,
+        validators=[WEBHOOK_SECRET_VALIDATOR],
+    )
+    username = models.CharField(_("Telegram username"), max_length=64, blank=True)
+    default_locale = models.CharField(_("default locale"), max_length=16, default="en")
+    is_active = models.BooleanField(_("active"), default=True)
+    draft_spec = models.JSONField(_("draft spec"), default=dict, blank=True)
+    live_version = models.ForeignKey(
+        "SpecVersion",
+        verbose_name=_("live version"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    allows_sql_writes = models.BooleanField(
+        _("SQL writes allowed"),
+        default=False,
+        help_text=_("Nodes may declare write mode only when this is on."),
+    )
+    sql_password = EncryptedTextField(blank=True, editable=False)
+    # Bumped by a reload or a translation edit; caches are keyed by it, so
+    # every process sees the change on its next update.
+    cache_revision = models.PositiveIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_demo(self) -> bool:
+        return not self.token
+
+    @property
+    def token_masked(self) -> str:
+        if not self.token:
+            return ""
+        bot_part, _sep, rest = self.token.partition(":")
+
+        return f"{bot_part}:…{rest[-4:]}" if rest else "…"
+
+    @property
+    def webhook_path(self) -> str:
+        return f"/telegram/{self.pk}/webhook"
+
+
+class SpecVersion(models.Model):
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    source = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["bot", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "number"], name="spec_version_unique_number"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValueError("A published spec version is immutable.")
+        super().save(*args, **kwargs)
+
+
+class Conversation(models.Model):
+    """One user's dialogue with a bot.
+
+    Keyed by chat in private chats; by chat, forum thread and user in groups;
+    by user alone for callbacks from inline messages (no chat). Zero stands
+    for "not part of the key".
+    """
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="conversations")
+    chat_id = models.BigIntegerField()
+    thread_id = models.BigIntegerField(default=0)
+    user_id = models.BigIntegerField(default=0)
+    spec_version = models.ForeignKey(
+        SpecVersion, null=True, on_delete=models.PROTECT, related_name="+"
+    )
+    state = models.JSONField(default=dict)
+    locale = models.CharField(max_length=16, blank=True)
+    last_update_id = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "chat_id", "thread_id", "user_id"],
+                name="conversation_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id}:{self.chat_id}:{self.thread_id}:{self.user_id}"
+
+
+class ProcessedUpdate(models.Model):
+    class Outcome(models.TextChoices):
+        PROCESSED = "processed", _("processed")
+        IGNORED = "ignored", _("ignored")
+        DROPPED = "dropped", _("dropped (bot inactive)")
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    update_id = models.BigIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "update_id"], name="processed_update_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id}:{self.update_id}"
+
+
+class OutboundMessage(models.Model):
+    """One Bot API call to make on behalf of a conversation (the outbox)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        IN_FLIGHT = "in_flight", _("in flight")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    chat_id = models.BigIntegerField()
+    update_id = models.BigIntegerField(null=True)
+    method = models.CharField(max_length=64)
+    payload = models.JSONField()
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True)
+    lease_until = models.DateTimeField(null=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    telegram_message_id = models.BigIntegerField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["bot", "chat_id", "id"],
+                name="outbox_open_per_chat",
+                condition=Q(status__in=["pending", "in_flight"]),
+            ),
+            models.Index(
+                fields=["created_at"],
+                name="outbox_open_by_age",
+                condition=Q(status__in=["pending", "in_flight"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} to {self.chat_id} ({self.status})"
+
+
+class BlockedChat(models.Model):
+    """A chat that blocked the bot or vanished: nothing more is sent to it."""
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    chat_id = models.BigIntegerField()
+    reason = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "chat_id"], name="blocked_chat_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id}:{self.chat_id}"

@@ -1,0 +1,45 @@
+import threading
+from collections import OrderedDict
+
+from bots.models import Bot, SpecVersion
+from dsl import Spec, spec_validate
+
+# Parsed specs per version; versions are immutable, so entries never go
+# stale and the cache only needs a bound.
+_SPEC_CACHE_SIZE = 512
+_spec_cache: "OrderedDict[int, Spec]" = OrderedDict()
+_spec_lock = threading.Lock()
+
+
+def bot_get(*, bot_ref: str | int) -> Bot | None:
+    """Return a bot by primary key or slug, or None."""
+    text = str(bot_ref)
+    if text.isdigit():
+        return Bot.objects.filter(pk=int(text)).first()
+
+    return Bot.objects.filter(slug=text).first()
+
+
+def spec_get(*, version: SpecVersion) -> Spec:
+    """Return the parsed spec of a version, from the per-process cache."""
+    with _spec_lock:
+        spec = _spec_cache.get(version.pk)
+        if spec is not None:
+            _spec_cache.move_to_end(version.pk)
+            return spec
+
+    spec = spec_validate(version.source)
+    with _spec_lock:
+        _spec_cache[version.pk] = spec
+        while len(_spec_cache) > _SPEC_CACHE_SIZE:
+            _spec_cache.popitem(last=False)
+
+    return spec
+
+
+def spec_version_get_live(*, bot: Bot) -> SpecVersion | None:
+    """Return the bot's live spec version, or None when nothing is published."""
+    if bot.live_version_id is None:
+        return None
+
+    return SpecVersion.objects.filter(pk=bot.live_version_id).first()

@@ -1,0 +1,106 @@
+"""Creating and configuring bots."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+from botfactory.errors import ApplicationError
+from bots.models import WEBHOOK_SECRET_VALIDATOR, Bot
+from bots.services.specs import bot_reload, spec_differs_from_live, spec_publish
+from bots.sql import sql_provision, sql_schema_apply
+from bots.telegram import TelegramError, telegram_call
+from i18n.selectors import translations_export
+from i18n.services import translations_import
+
+logger = logging.getLogger(__name__)
+
+DEMO_DIR = Path(__file__).resolve().parent.parent / "demo"
+DEMO_SLUG = "demo"
+
+
+class BotConfigError(ApplicationError):
+    pass
+
+
+def webhook_secret_check(secret: str) -> None:
+    """Raise BotConfigError unless Telegram would accept the secret."""
+    try:
+        WEBHOOK_SECRET_VALIDATOR(secret)
+    except ValidationError:
+        raise BotConfigError(
+            "The webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -.",
+            code="webhook_secret_invalid",
+        ) from None
+
+
+def bot_username_refresh(*, bot: Bot) -> str:
+    """Ask Telegram for the bot's username (getMe) and store it.
+
+    Raises TelegramError subclasses when Telegram cannot be reached.
+    """
+    me = telegram_call(token=bot.token, method="getMe")
+    username = str(me.get("username") or "") if isinstance(me, dict) else ""
+    if username != bot.username:
+        bot.username = username
+        bot.save(update_fields=["username", "updated_at"])
+
+    return username
+
+
+def _demo_files() -> tuple[dict[str, Any], dict[str, Any], str]:
+    spec = json.loads((DEMO_DIR / "spec.json").read_text(encoding="utf-8"))
+    translations = json.loads(
+        (DEMO_DIR / "translations.json").read_text(encoding="utf-8")
+    )
+    dialect = "postgresql" if connection.vendor == "postgresql" else "sqlite"
+    schema = (DEMO_DIR / f"schema_{dialect}.sql").read_text(encoding="utf-8")
+
+    return spec, translations, schema
+
+
+def demo_bot_load(
+    *, token: str | None = None, webhook_secret: str | None = None
+) -> Bot:
+    """Create or update the demo bot and publish its spec when it changed.
+
+    An option given replaces the stored value; one left out keeps it.
+    Raises BotConfigError for a malformed webhook secret.
+    """
+    if webhook_secret is not None:
+        webhook_secret_check(webhook_secret)
+    spec, translations, schema = _demo_files()
+
+    with transaction.atomic():
+        bot, _created = Bot.objects.select_for_update().get_or_create(
+            slug=DEMO_SLUG,
+            defaults={"name": "Café demo", "default_locale": spec["default_locale"]},
+        )
+        if token is not None:
+            bot.token = token
+        if webhook_secret is not None:
+            bot.webhook_secret = webhook_secret
+        bot.allows_sql_writes = True
+        bot.draft_spec = spec
+        bot.save()
+        translations_changed = translations_export(bot_id=bot.pk) != translations
+        if translations_changed:
+            translations_import(bot_id=bot.pk, data=translations, replace=True)
+
+    sql_provision(bot=bot)
+    sql_schema_apply(bot=bot, statements=schema)
+    if bot.token:
+        try:
+            bot_username_refresh(bot=bot)
+        except TelegramError as exc:
+            logger.warning("getMe failed for the demo bot: %s", exc.description)
+
+    if spec_differs_from_live(bot=bot, source=spec):
+        spec_publish(bot=bot, source=spec, message="Demo spec shipped with BotFactory")
+    elif translations_changed:
+        bot_reload(bot=bot)
+
+    return bot

@@ -1,0 +1,394 @@
+"""The outbox: replies stored with the update, sent to Telegram afterwards.
+
+Sending is at-least-once. A row is marked in flight (with a lease) before
+the Bot API call and sent after it; a duplicate can only come from a crash
+between Telegram accepting the message and that mark. Rows of one chat are
+sent strictly in order: the oldest open row is the only one that can be
+claimed.
+"""
+
+import logging
+import random
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
+from bots.telegram import (
+    TelegramBadRequestError,
+    TelegramChatMigratedError,
+    TelegramError,
+    TelegramForbiddenError,
+    TelegramRetryAfterError,
+    TelegramUnauthorizedError,
+    telegram_call,
+)
+from bots.updates import ParsedUpdate
+from dsl import Action, AnswerCallback, EditMessage, SendMessage
+
+logger = logging.getLogger(__name__)
+
+Status = OutboundMessage.Status
+
+# Telegram's documented limits: about 30 messages a second per bot, and 20
+# a minute in one group.
+_BOT_PER_SECOND = 30
+_GROUP_PER_MINUTE = 20
+_MAX_BACKOFF_SECONDS = 300
+_DRAIN_BATCH = 50
+
+
+def _send_params(
+    *, action: SendMessage, parsed: ParsedUpdate, chat_id: int
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"chat_id": chat_id, "text": action.text}
+    if action.parse_mode:
+        params["parse_mode"] = action.parse_mode
+    if action.reply_markup:
+        params["reply_markup"] = action.reply_markup
+    if parsed.thread_id:
+        params["message_thread_id"] = parsed.thread_id
+    markup = action.reply_markup or {}
+    # A selective force_reply reaches only the user whose message it answers.
+    if (
+        parsed.chat_type in ("group", "supergroup")
+        and parsed.message_id
+        and (markup.get("force_reply") or markup.get("keyboard"))
+    ):
+        params["reply_parameters"] = {
+            "message_id": parsed.message_id,
+            "allow_sending_without_reply": True,
+        }
+
+    return params
+
+
+def _edit_params(*, action: EditMessage, chat_id: int) -> dict[str, Any]:
+    params: dict[str, Any] = {"text": action.text}
+    if action.inline_message_id:
+        params["inline_message_id"] = action.inline_message_id
+    else:
+        params["chat_id"] = chat_id
+        params["message_id"] = action.message_id
+    if action.parse_mode:
+        params["parse_mode"] = action.parse_mode
+    if action.reply_markup:
+        params["reply_markup"] = action.reply_markup
+
+    return params
+
+
+def _call_for(
+    *, action: Action, parsed: ParsedUpdate, chat_id: int
+) -> tuple[str, dict[str, Any]] | None:
+    if isinstance(action, SendMessage):
+        return "sendMessage", _send_params(
+            action=action, parsed=parsed, chat_id=chat_id
+        )
+    if isinstance(action, EditMessage):
+        return "editMessageText", _edit_params(action=action, chat_id=chat_id)
+    if isinstance(action, AnswerCallback):
+        params: dict[str, Any] = {"callback_query_id": action.callback_id}
+        if action.text:
+            params["text"] = action.text
+        if action.show_alert:
+            params["show_alert"] = True
+        return "answerCallbackQuery", params
+
+    logger.warning("No Bot API call for action %s.", type(action).__name__)
+    return None
+
+
+def outbox_messages_build(
+    *,
+    bot: Bot,
+    conversation: Conversation,
+    parsed: ParsedUpdate,
+    actions: list[Action],
+) -> list[OutboundMessage]:
+    """Turn executor actions into unsaved outbox rows, in order."""
+    chat_id = parsed.chat_id if parsed.chat_id is not None else 0
+    messages = []
+    for action in actions:
+        call = _call_for(action=action, parsed=parsed, chat_id=chat_id)
+        if call is None:
+            continue
+        method, params = call
+        messages.append(
+            OutboundMessage(
+                bot=bot,
+                conversation=conversation,
+                chat_id=chat_id,
+                update_id=parsed.update_id,
+                method=method,
+                payload=params,
+            )
+        )
+
+    return messages
+
+
+def _enqueue(bot_id: int, chat_id: int, countdown: float = 0.0) -> None:
+    from bots.tasks import outbox_send_task
+
+    outbox_send_task.apply_async((bot_id, chat_id), countdown=countdown)
+
+
+def outbox_schedule(*, bot_id: int, chat_ids: set[int]) -> None:
+    """Enqueue the send task for each chat once the transaction commits.
+
+    A broker failure after the commit is logged, not raised: the rows are
+    durable and the periodic sweep sends them.
+    """
+    for chat_id in sorted(chat_ids):
+        transaction.on_commit(partial(_enqueue, bot_id, chat_id), robust=True)
+
+
+def _claim_head(*, bot_id: int, chat_id: int) -> OutboundMessage | None:
+    now = timezone.now()
+    with transaction.atomic():
+        head = (
+            OutboundMessage.objects.select_for_update()
+            .filter(
+                bot_id=bot_id,
+                chat_id=chat_id,
+                status__in=[Status.PENDING, Status.IN_FLIGHT],
+            )
+            .order_by("id")
+            .first()
+        )
+        if head is None:
+            return None
+        if (
+            head.status == Status.IN_FLIGHT
+            and head.lease_until
+            and head.lease_until > now
+        ):
+            return None
+        if head.next_attempt_at and head.next_attempt_at > now:
+            return None
+
+        head.status = Status.IN_FLIGHT
+        head.attempts += 1
+        head.lease_until = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+        head.save(update_fields=["status", "attempts", "lease_until"])
+
+    return head
+
+
+def _finish(message: OutboundMessage, *, status: str, **fields: Any) -> bool:
+    """Record the outcome unless another worker took the row over meanwhile."""
+    updated = OutboundMessage.objects.filter(
+        pk=message.pk, status=Status.IN_FLIGHT, attempts=message.attempts
+    ).update(status=status, lease_until=None, **fields)
+
+    return updated == 1
+
+
+def _rate_delay(*, bot_id: int, chat_id: int) -> float:
+    """Return how long to wait before the next call for this bot and chat."""
+    now = timezone.now().timestamp()
+    second_key = f"rl:bot:{bot_id}:{int(now)}"
+    if cache.add(second_key, 0, timeout=5):
+        pass
+    try:
+        sent = cache.incr(second_key)
+    except ValueError:
+        sent = 1
+    if sent is not None and sent > _BOT_PER_SECOND:
+        return 1.0 - (now % 1.0) + 0.05
+    if chat_id < 0:
+        minute_key = f"rl:chat:{bot_id}:{chat_id}:{int(now // 60)}"
+        cache.add(minute_key, 0, timeout=120)
+        try:
+            in_minute = cache.incr(minute_key)
+        except ValueError:
+            in_minute = 1
+        if in_minute is not None and in_minute > _GROUP_PER_MINUTE:
+            return 60.0 - (now % 60.0) + 0.05
+
+    return 0.0
+
+
+def _defer(message: OutboundMessage, *, delay: float, error: str) -> None:
+    when = timezone.now() + timedelta(seconds=delay)
+    if _finish(
+        message, status=Status.PENDING, next_attempt_at=when, last_error=error[:500]
+    ):
+        _enqueue(message.bot_id, message.chat_id, countdown=delay)
+
+
+def _retry_or_fail(message: OutboundMessage, *, error: str) -> None:
+    if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
+        _finish(message, status=Status.FAILED, last_error=error[:500])
+        logger.warning(
+            "Outbound message %s failed after %s attempts.",
+            message.pk,
+            message.attempts,
+        )
+        return
+
+    backoff = min(2**message.attempts, _MAX_BACKOFF_SECONDS) * random.uniform(0.5, 1.0)
+    logger.info("Outbound message %s will be retried in %.1f s.", message.pk, backoff)
+    _defer(message, delay=backoff, error=error)
+
+
+def _fail_chat(message: OutboundMessage, *, reason: str) -> None:
+    _finish(message, status=Status.FAILED, last_error=reason[:500])
+    BlockedChat.objects.get_or_create(
+        bot_id=message.bot_id,
+        chat_id=message.chat_id,
+        defaults={"reason": reason[:200]},
+    )
+    OutboundMessage.objects.filter(
+        bot_id=message.bot_id, chat_id=message.chat_id, status=Status.PENDING
+    ).update(status=Status.FAILED, last_error="chat unreachable")
+    logger.warning(
+        "Chat of bot %s is unreachable; its outbox was closed.", message.bot_id
+    )
+
+
+def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
+    """Make the call for one claimed row; return False to stop draining the chat."""
+    if bot.is_demo:
+        _finish(message, status=Status.SENT, sent_at=timezone.now())
+        return True
+
+    try:
+        result = telegram_call(
+            token=bot.token, method=message.method, params=message.payload
+        )
+    except TelegramRetryAfterError as exc:
+        logger.info("Telegram asked to retry after %s s.", exc.retry_after)
+        _defer(message, delay=exc.retry_after, error=exc.description)
+        return False
+    except TelegramForbiddenError as exc:
+        _fail_chat(message, reason=exc.description)
+        return False
+    except TelegramChatMigratedError as exc:
+        _migrate(message, new_chat_id=exc.new_chat_id)
+        return False
+    except TelegramBadRequestError as exc:
+        return _bad_request(bot=bot, message=message, error=exc)
+    except TelegramUnauthorizedError as exc:
+        logger.error("Telegram rejected the token of bot %s.", bot.pk)
+        _finish(message, status=Status.FAILED, last_error=exc.description[:500])
+        return True
+    except TelegramError as exc:
+        if not exc.retryable:
+            _finish(message, status=Status.FAILED, last_error=exc.description[:500])
+            return True
+        logger.warning("Bot API call %s failed: %s", message.method, exc.description)
+        _retry_or_fail(message, error=exc.description)
+        return False
+
+    message_id = result.get("message_id") if isinstance(result, dict) else None
+    _finish(
+        message,
+        status=Status.SENT,
+        sent_at=timezone.now(),
+        telegram_message_id=message_id,
+    )
+
+    return True
+
+
+def _bad_request(
+    *, bot: Bot, message: OutboundMessage, error: TelegramBadRequestError
+) -> bool:
+    if error.is_not_modified:
+        _finish(message, status=Status.SENT, sent_at=timezone.now())
+        return True
+    if error.is_chat_gone:
+        _fail_chat(message, reason=error.description)
+        return False
+    if message.method == "editMessageText" and "chat_id" in message.payload:
+        # The message to edit is gone or too old: send the new content instead.
+        payload = {
+            key: value
+            for key, value in message.payload.items()
+            if key in ("chat_id", "text", "parse_mode", "reply_markup")
+        }
+        return bool(
+            _finish(
+                message, status=Status.PENDING, method="sendMessage", payload=payload
+            )
+        )
+
+    logger.warning("Bot API refused %s: %s", message.method, error.description)
+    _finish(message, status=Status.FAILED, last_error=error.description[:500])
+
+    return True
+
+
+def _migrate(message: OutboundMessage, *, new_chat_id: int) -> None:
+    rows = OutboundMessage.objects.filter(
+        bot_id=message.bot_id,
+        chat_id=message.chat_id,
+        status__in=[Status.PENDING, Status.IN_FLIGHT],
+    )
+    for row in rows:
+        payload = dict(row.payload)
+        if "chat_id" in payload:
+            payload["chat_id"] = new_chat_id
+        OutboundMessage.objects.filter(pk=row.pk).update(
+            chat_id=new_chat_id,
+            payload=payload,
+            status=Status.PENDING,
+            lease_until=None,
+        )
+    logger.info("A group of bot %s migrated to a supergroup.", message.bot_id)
+    _enqueue(message.bot_id, new_chat_id)
+
+
+def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
+    """Send the chat's open outbox rows in order; return how many were sent.
+
+    Stops at the first row that must wait (rate limit, retry_after, backoff,
+    or another worker holding it); that wait is scheduled.
+    """
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return 0
+
+    sent = 0
+    for _ in range(_DRAIN_BATCH):
+        message = _claim_head(bot_id=bot_id, chat_id=chat_id)
+        if message is None:
+            return sent
+        if not bot.is_demo:
+            delay = _rate_delay(bot_id=bot_id, chat_id=chat_id)
+            if delay > 0:
+                _defer(message, delay=delay, error="rate limited")
+                return sent
+        if not _deliver(bot=bot, message=message):
+            return sent
+        sent += 1
+
+    _enqueue(bot_id, chat_id)
+    return sent
+
+
+def outbox_sweep(*, older_than_seconds: float = 10.0) -> int:
+    """Re-enqueue chats whose rows are due and were left pending or stuck in flight.
+
+    Returns the number of chats enqueued.
+    """
+    now = timezone.now()
+    due = OutboundMessage.objects.filter(
+        status=Status.PENDING,
+        created_at__lte=now - timedelta(seconds=older_than_seconds),
+    ).exclude(next_attempt_at__gt=now)
+    stuck = OutboundMessage.objects.filter(status=Status.IN_FLIGHT, lease_until__lt=now)
+    chats = set(due.values_list("bot_id", "chat_id").distinct()) | set(
+        stuck.values_list("bot_id", "chat_id").distinct()
+    )
+    for bot_id, chat_id in sorted(chats):
+        _enqueue(bot_id, chat_id)
+
+    return len(chats)

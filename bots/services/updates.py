@@ -1,0 +1,260 @@
+"""Process one Telegram update: claim it, run the spec, queue the replies.
+
+Ordering rule: updates of one conversation are processed one at a time in
+the order they reach the runtime (the conversation row is locked), never
+reordered by update_id. A late update (a lower update_id than the last one
+processed, as after a Telegram re-delivery) is processed against the
+conversation's current state, so a stale button press is answered as stale.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.db import connection, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from bots.models import BlockedChat, Bot, Conversation, OutboundMessage, ProcessedUpdate
+from bots.selectors import spec_get
+from bots.services.outbox import outbox_messages_build, outbox_schedule
+from bots.sql import sql_run
+from bots.updates import ParsedUpdate, update_parse
+from dsl import (
+    Action,
+    ChatType,
+    ConversationState,
+    Event,
+    ExecutionContext,
+    RunSql,
+    SqlResultEvent,
+    execute,
+)
+from i18n.locales import locale_negotiate
+from i18n.selectors import translator_get
+
+logger = logging.getLogger(__name__)
+
+# A spec cannot chain more SQL nodes than this for one update; the linter
+# forbids cycles, this stops a pathological spec anyway.
+_MAX_SQL_ROUNDS = 20
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    outcome: str
+    messages: tuple[OutboundMessage, ...] = ()
+
+
+def _claim(*, bot: Bot, update_id: int, outcome: str) -> bool:
+    table = ProcessedUpdate._meta.db_table
+    with connection.cursor() as cursor:
+        # One statement that both checks and claims: a concurrent duplicate
+        # waits for this transaction and then inserts nothing.
+        cursor.execute(
+            f"INSERT INTO {table} (bot_id, update_id, outcome, created_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (bot_id, update_id) DO NOTHING",
+            [bot.pk, update_id, outcome, timezone.now()],
+        )
+        return cursor.rowcount == 1
+
+
+def _set_outcome(*, bot: Bot, update_id: int, outcome: str) -> None:
+    ProcessedUpdate.objects.filter(bot=bot, update_id=update_id).update(outcome=outcome)
+
+
+def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
+    assert parsed.key is not None
+    key = {
+        "bot": bot,
+        "chat_id": parsed.key.chat_id,
+        "thread_id": parsed.key.thread_id,
+        "user_id": parsed.key.user_id,
+    }
+    conversation = Conversation.objects.select_for_update().filter(**key).first()
+    if conversation is not None:
+        return conversation
+
+    table = Conversation._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (bot_id, chat_id, thread_id, user_id, state, locale, "
+            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, '', %s, %s) "
+            "ON CONFLICT (bot_id, chat_id, thread_id, user_id) DO NOTHING",
+            [
+                bot.pk,
+                parsed.key.chat_id,
+                parsed.key.thread_id,
+                parsed.key.user_id,
+                "{}",
+                now,
+                now,
+            ],
+        )
+
+    return Conversation.objects.select_for_update().get(**key)
+
+
+def _membership_apply(*, bot: Bot, parsed: ParsedUpdate) -> None:
+    if parsed.chat_id is None or parsed.member_status is None:
+        return
+    if parsed.member_status in ("kicked", "left"):
+        BlockedChat.objects.get_or_create(
+            bot=bot, chat_id=parsed.chat_id, defaults={"reason": parsed.member_status}
+        )
+    elif parsed.member_status in ("member", "administrator"):
+        BlockedChat.objects.filter(bot=bot, chat_id=parsed.chat_id).delete()
+
+
+def _chat_type(value: str | None) -> ChatType:
+    if value in ("group", "supergroup", "channel"):
+        return cast(ChatType, value)
+
+    return "private"
+
+
+def _run_spec(
+    *, bot: Bot, conversation: Conversation, parsed: ParsedUpdate, event: Event
+) -> list[Action]:
+    version = conversation.spec_version
+    live = bot.live_version
+    spec = spec_get(version=version) if version is not None else None
+    state = (
+        ConversationState.model_validate(conversation.state)
+        if conversation.state
+        else ConversationState.initial()
+    )
+    # A conversation follows the live version only from its start node, so
+    # a publish never changes the rules of a wizard in progress.
+    if (
+        live is not None
+        and (spec is None or version != live)
+        and (spec is None or state.is_at_start(spec))
+    ):
+        conversation.spec_version = live
+        spec = spec_get(version=live)
+    assert spec is not None
+
+    locale = locale_negotiate(
+        parsed.language_code, available=spec.locales, default=spec.default_locale
+    )
+    translator = translator_get(
+        bot_id=bot.pk,
+        revision=bot.cache_revision,
+        locale=locale,
+        default_locale=spec.default_locale,
+    )
+    context = ExecutionContext(
+        translator=translator,
+        locale=locale,
+        chat_type=_chat_type(parsed.chat_type),
+        user_id=parsed.user_id,
+        chat_id=parsed.chat_id,
+        user_first_name=parsed.user_first_name,
+        bot_username=bot.username or None,
+    )
+
+    actions: list[Action] = []
+    current: Event = event
+    for _round in range(_MAX_SQL_ROUNDS + 1):
+        result = execute(spec, state, current, context)
+        state = result.state
+        pending_sql = [
+            action for action in result.actions if isinstance(action, RunSql)
+        ]
+        actions.extend(a for a in result.actions if not isinstance(a, RunSql))
+        if not pending_sql:
+            break
+        current = _sql_event(bot=bot, action=pending_sql[0], update_id=parsed.update_id)
+
+    conversation.state = state.model_dump(mode="json")
+    conversation.locale = locale
+    conversation.last_update_id = parsed.update_id
+    conversation.save()
+
+    return actions
+
+
+def _sql_event(*, bot: Bot, action: RunSql, update_id: int) -> SqlResultEvent:
+    outcome = sql_run(
+        bot=bot,
+        node_id=action.node_id,
+        statement=action.statement,
+        params=action.params,
+        mode=action.mode,
+        timeout_ms=action.timeout_ms,
+        max_rows=action.max_rows,
+        update_id=update_id,
+    )
+
+    return SqlResultEvent(
+        node_id=action.node_id, rows=outcome.rows, error=outcome.error
+    )
+
+
+def _deliver_locally(*, bot: Bot, messages: list[OutboundMessage]) -> None:
+    """Mark replies delivered without Telegram, numbering sent messages per chat."""
+    now = timezone.now()
+    chat_ids = {message.chat_id for message in messages}
+    last_ids = dict(
+        OutboundMessage.objects.filter(bot=bot, chat_id__in=chat_ids)
+        .values_list("chat_id")
+        .annotate(top=Max("telegram_message_id"))
+    )
+    for message in messages:
+        message.status = OutboundMessage.Status.SENT
+        message.sent_at = now
+        if message.method == "sendMessage":
+            last_ids[message.chat_id] = (last_ids.get(message.chat_id) or 0) + 1
+            message.telegram_message_id = last_ids[message.chat_id]
+
+
+def update_process(
+    *, bot: Bot, update: dict[str, Any], local: bool = False
+) -> UpdateResult:
+    """Process one update exactly once and queue its replies in the outbox.
+
+    The claim, the conversation lock, the new state and the outbox rows are
+    one transaction; the send task is enqueued after it commits. A
+    duplicate ``update_id`` changes nothing. With ``local`` (the terminal
+    and browser chats) replies are stored as delivered and never reach
+    Telegram. Raises DatabaseError subclasses when the database fails (the
+    caller answers 503 so Telegram retries).
+    """
+    parsed = update_parse(update, bot_username=bot.username or None)
+    with transaction.atomic():
+        if not _claim(bot=bot, update_id=parsed.update_id, outcome="processed"):
+            return UpdateResult(outcome="duplicate")
+        if not bot.is_active:
+            _set_outcome(bot=bot, update_id=parsed.update_id, outcome="dropped")
+            return UpdateResult(outcome="dropped")
+        if parsed.kind == "my_chat_member":
+            _membership_apply(bot=bot, parsed=parsed)
+        if parsed.event is None or parsed.key is None:
+            _set_outcome(bot=bot, update_id=parsed.update_id, outcome="ignored")
+            logger.info(
+                "Update ignored: %s (%s).",
+                parsed.kind,
+                parsed.ignore_reason or "no event",
+            )
+            return UpdateResult(outcome="ignored")
+        if bot.live_version_id is None:
+            _set_outcome(bot=bot, update_id=parsed.update_id, outcome="ignored")
+            logger.warning("Update ignored: the bot has no published spec version.")
+            return UpdateResult(outcome="ignored")
+
+        conversation = _conversation_lock(bot=bot, parsed=parsed)
+        actions = _run_spec(
+            bot=bot, conversation=conversation, parsed=parsed, event=parsed.event
+        )
+        messages = outbox_messages_build(
+            bot=bot, conversation=conversation, parsed=parsed, actions=actions
+        )
+        if local:
+            _deliver_locally(bot=bot, messages=messages)
+        OutboundMessage.objects.bulk_create(messages)
+        if messages and not local:
+            outbox_schedule(bot_id=bot.pk, chat_ids={m.chat_id for m in messages})
+
+    return UpdateResult(outcome="processed", messages=tuple(messages))

@@ -1,0 +1,20 @@
+"""Bots' own SQL data: provisioning and running ``sql_exec`` nodes."""
+
+from bots.sql.outcome import SqlOutcome, SqlSchemaError
+from bots.sql.services import (
+    sql_connections_close,
+    sql_deprovision,
+    sql_provision,
+    sql_run,
+    sql_schema_apply,
+)
+
+__all__ = [
+    "SqlOutcome",
+    "SqlSchemaError",
+    "sql_connections_close",
+    "sql_deprovision",
+    "sql_provision",
+    "sql_run",
+    "sql_schema_apply",
+]

@@ -1,0 +1,218 @@
+"""The one wrapper around python-telegram-bot.
+
+python-telegram-bot is asyncio-only and its HTTP client must live on one
+event loop, so each process runs a single long-lived loop in a daemon
+thread and synchronous callers submit coroutines to it.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from telegram import Bot as _PtbBot
+from telegram import error as ptb_error
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
+
+logger = logging.getLogger(__name__)
+
+# Raw API calls are the point of this wrapper (one code path for every
+# method); the library suggests its typed methods instead.
+warnings.filterwarnings("ignore", message="Please use 'Bot.", category=PTBUserWarning)
+# retry_after becomes a timedelta in a later major version; both are handled.
+warnings.filterwarnings(
+    "ignore", message=".*retry_after.*", category=PTBDeprecationWarning
+)
+
+T = TypeVar("T")
+
+# Telegram holds a long-polling getUpdates open for up to `timeout` seconds.
+_POLLING_READ_MARGIN_SECONDS = 10.0
+
+
+class TelegramError(Exception):
+    """A Bot API call failed; ``retryable`` says whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, error_code: int | None = None) -> None:
+        super().__init__(message)
+        self.description = message
+        self.error_code = error_code
+
+
+class TelegramNetworkError(TelegramError):
+    retryable = True
+
+
+class TelegramRetryAfterError(TelegramError):
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, error_code=429)
+        self.retry_after = retry_after
+
+
+class TelegramForbiddenError(TelegramError):
+    """The bot was blocked, kicked, or the user is deactivated."""
+
+
+class TelegramBadRequestError(TelegramError):
+    @property
+    def is_not_modified(self) -> bool:
+        return "message is not modified" in self.description
+
+    @property
+    def is_chat_gone(self) -> bool:
+        return "chat not found" in self.description.lower()
+
+
+class TelegramChatMigratedError(TelegramError):
+    def __init__(self, message: str, *, new_chat_id: int) -> None:
+        super().__init__(message, error_code=400)
+        self.new_chat_id = new_chat_id
+
+
+class TelegramConflictError(TelegramError):
+    """getUpdates while a webhook is set, or two pollers at once."""
+
+
+class TelegramUnauthorizedError(TelegramError):
+    """The token is wrong or was revoked."""
+
+
+@dataclass
+class _Loop:
+    pid: int
+    loop: asyncio.AbstractEventLoop
+    request: HTTPXRequest
+    polling_request: HTTPXRequest
+    bots: dict[tuple[str, str], _PtbBot]
+
+
+_state: _Loop | None = None
+_state_lock = threading.Lock()
+
+
+def _loop_state() -> _Loop:
+    global _state
+    with _state_lock:
+        # A forked child inherits the parent's objects but not its thread.
+        if _state is None or _state.pid != os.getpid():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="telegram-loop", daemon=True
+            )
+            thread.start()
+            timeout = settings.TELEGRAM_TIMEOUT_SECONDS
+            _state = _Loop(
+                pid=os.getpid(),
+                loop=loop,
+                request=HTTPXRequest(
+                    connection_pool_size=64,
+                    read_timeout=timeout,
+                    write_timeout=timeout,
+                    connect_timeout=min(timeout, 5.0),
+                    pool_timeout=timeout,
+                ),
+                polling_request=HTTPXRequest(
+                    connection_pool_size=4,
+                    read_timeout=timeout + _POLLING_READ_MARGIN_SECONDS,
+                    connect_timeout=min(timeout, 5.0),
+                ),
+                bots={},
+            )
+
+        return _state
+
+
+def _run(coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
+    state = _loop_state()
+    future = asyncio.run_coroutine_threadsafe(coroutine, state.loop)
+
+    return future.result(timeout=timeout)
+
+
+def _bot(token: str) -> _PtbBot:
+    state = _loop_state()
+    root = str(settings.TELEGRAM_API_URL)
+    key = (root, token)
+    bot = state.bots.get(key)
+    if bot is None:
+        bot = _PtbBot(
+            token,
+            base_url=f"{root}/bot",
+            base_file_url=f"{root}/file/bot",
+            request=state.request,
+            get_updates_request=state.polling_request,
+        )
+        state.bots[key] = bot
+
+    return bot
+
+
+def _seconds(value: int | float | timedelta) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+
+    return float(value)
+
+
+def _translate(exc: ptb_error.TelegramError) -> TelegramError:
+    message = str(exc.message if hasattr(exc, "message") else exc)
+    if isinstance(exc, ptb_error.RetryAfter):
+        return TelegramRetryAfterError(message, retry_after=_seconds(exc.retry_after))
+    if isinstance(exc, ptb_error.ChatMigrated):
+        return TelegramChatMigratedError(message, new_chat_id=int(exc.new_chat_id))
+    if isinstance(exc, ptb_error.InvalidToken):
+        return TelegramUnauthorizedError(message, error_code=401)
+    if isinstance(exc, ptb_error.Forbidden):
+        return TelegramForbiddenError(message, error_code=403)
+    if isinstance(exc, ptb_error.Conflict):
+        return TelegramConflictError(message, error_code=409)
+    if isinstance(exc, ptb_error.BadRequest):
+        return TelegramBadRequestError(message, error_code=400)
+    if isinstance(exc, ptb_error.EndPointNotFound):
+        return TelegramBadRequestError(message, error_code=404)
+    if isinstance(exc, ptb_error.NetworkError):
+        # TimedOut is a NetworkError too; both mean "try again later", and
+        # PTB reports a 5xx from the API as a NetworkError as well.
+        return TelegramNetworkError(message)
+
+    return TelegramError(message)
+
+
+def telegram_call(
+    *, token: str, method: str, params: dict[str, Any] | None = None
+) -> Any:
+    """Call a Bot API method and return its ``result``.
+
+    Raises a ``TelegramError`` subclass: ``TelegramRetryAfterError``,
+    ``TelegramNetworkError`` (both retryable), ``TelegramForbiddenError``,
+    ``TelegramBadRequestError``, ``TelegramChatMigratedError``,
+    ``TelegramConflictError`` or ``TelegramUnauthorizedError``.
+    """
+    bot = _bot(token)
+    timeout = settings.TELEGRAM_TIMEOUT_SECONDS
+    read_timeout: float | None = None
+    if method == "getUpdates":
+        read_timeout = float((params or {}).get("timeout", 0)) + timeout
+
+    async def call() -> Any:
+        return await bot.do_api_request(
+            method, api_kwargs=dict(params or {}), read_timeout=read_timeout
+        )
+
+    try:
+        return _run(call(), timeout=(read_timeout or timeout) * 2 + 5)
+    except ptb_error.TelegramError as exc:
+        raise _translate(exc) from None
+    except TimeoutError:
+        raise TelegramNetworkError("The Bot API call did not finish in time.") from None

@@ -1,0 +1,128 @@
+"""``POST /telegram/<bot_id>/webhook``: check the envelope, process, answer.
+
+Telegram retries every non-2xx for up to a day, so only a wrong secret, a
+malformed envelope or an unusable request gets a 4xx; whatever the runtime
+does not understand inside a valid envelope is accepted with 200.
+"""
+
+import hmac
+import json
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from botfactory.context import context_bind
+from botfactory.errors import json_error
+from bots.models import Bot
+from bots.services.updates import update_process
+
+logger = logging.getLogger(__name__)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_READ_CHUNK = 65536
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _read_body(request: HttpRequest, limit: int) -> bytes:
+    chunks = []
+    total = 0
+    while True:
+        chunk = request.read(_READ_CHUNK)
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
+
+    return b"".join(chunks)
+
+
+def _envelope_error(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        update = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return None, "The body is not valid JSON."
+    if not isinstance(update, dict):
+        return None, "The body must be a JSON object."
+
+    update_id = update.get("update_id")
+    if isinstance(update_id, bool) or not isinstance(update_id, int):
+        return None, "update_id must be an integer."
+    if not _INT64_MIN <= update_id <= _INT64_MAX:
+        return None, "update_id does not fit 64 bits."
+
+    return update, None
+
+
+def _secret_matches(request: HttpRequest, bot: Bot) -> bool:
+    supplied = request.headers.get(SECRET_HEADER, "")
+    expected = bot.webhook_secret or ""
+
+    # Both sides are compared as bytes of equal meaning; compare_digest
+    # takes time independent of where they differ.
+    return bool(expected) and hmac.compare_digest(
+        supplied.encode("utf-8"), expected.encode("utf-8")
+    )
+
+
+@csrf_exempt
+def telegram_webhook(request: HttpRequest, bot_id: int) -> JsonResponse:
+    if request.method != "POST":
+        response = json_error("Use POST.", code="method_not_allowed", status=405)
+        response["Allow"] = "POST"
+        return response
+
+    context_bind(bot_id=bot_id)
+    bot = Bot.objects.filter(pk=bot_id).first()
+    if bot is None:
+        return json_error("No such bot.", code="bot_not_found", status=404)
+    if not _secret_matches(request, bot):
+        return json_error(
+            "Wrong or missing secret token.", code="forbidden", status=403
+        )
+    if request.content_type != "application/json":
+        return json_error(
+            "The body must be application/json.",
+            code="unsupported_media_type",
+            status=415,
+        )
+
+    limit = settings.WEBHOOK_MAX_BODY_BYTES
+    try:
+        declared = int(request.headers.get("Content-Length") or 0)
+    except ValueError:
+        return json_error(
+            "Content-Length is malformed.", code="bad_request", status=400
+        )
+    if declared > limit:
+        return json_error(
+            "The body is too large.", code="payload_too_large", status=413
+        )
+    try:
+        body = _read_body(request, limit)
+    except _BodyTooLarge:
+        return json_error(
+            "The body is too large.", code="payload_too_large", status=413
+        )
+
+    update, problem = _envelope_error(body)
+    if update is None:
+        return json_error(problem or "Bad update.", code="bad_update", status=400)
+
+    context_bind(update_id=update["update_id"])
+    update_process(bot=bot, update=update)
+
+    return JsonResponse({"ok": True})

@@ -1,0 +1,92 @@
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from bots.models import Bot
+from bots.sql import sql_deprovision
+from tests.fakes.control import (
+    FakeTelegramControl,
+    start_fake_telegram_subprocess,
+    stop_fake_telegram_subprocess,
+)
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telegram"
+DEMO_TOKEN = "7000000001:AAFakeTokenForTestsOnly_abcdefghijklm"
+DEMO_SECRET = "test-webhook-secret_0123456789"
+
+
+def fixture_update(name: str) -> dict[str, Any]:
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="session")
+def fake_telegram_url() -> Iterator[str]:
+    process, url = start_fake_telegram_subprocess()
+    yield url
+    stop_fake_telegram_subprocess(process)
+
+
+@pytest.fixture
+def telegram_api(
+    fake_telegram_url: str, settings: Any
+) -> Iterator[FakeTelegramControl]:
+    """The fake Telegram Bot API, emptied, with the runtime pointed at it."""
+    settings.TELEGRAM_API_URL = fake_telegram_url
+    settings.TELEGRAM_TIMEOUT_SECONDS = 3.0
+    with FakeTelegramControl(fake_telegram_url) as control:
+        control.clear_faults()
+        control.clear_calls()
+        yield control
+        control.clear_faults()
+
+
+@pytest.fixture
+def demo_bot(
+    transactional_db: None, telegram_api: FakeTelegramControl
+) -> Iterator[Bot]:
+    """The demo bot with a token, its webhook secret, and its SQL provisioned."""
+    call_command(
+        "load_demo_bot", "--token", DEMO_TOKEN, "--webhook-secret", DEMO_SECRET
+    )
+    bot = Bot.objects.get(slug="demo")
+    telegram_api.clear_calls()
+    yield bot
+    sql_deprovision(bot=bot)
+
+
+class Webhook:
+    """Posts updates to a bot's webhook as Telegram does."""
+
+    def __init__(self, client: Client, bot: Bot) -> None:
+        self.client = client
+        self.bot = bot
+
+    def post(
+        self,
+        body: Any,
+        *,
+        secret: str | None = DEMO_SECRET,
+        content_type: str = "application/json",
+        raw: bool = False,
+    ) -> Any:
+        headers = {}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        data = body if raw else json.dumps(body)
+
+        return self.client.post(
+            f"/telegram/{self.bot.pk}/webhook",
+            data=data,
+            content_type=content_type,
+            headers=headers,
+        )
+
+
+@pytest.fixture
+def webhook(demo_bot: Bot) -> Webhook:
+    return Webhook(Client(), demo_bot)

@@ -1,0 +1,41 @@
+import os
+import uuid
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each test process gets its own cache and broker key space in the shared
+    # Redis, so parallel workers and earlier runs never see each other's keys.
+    if not config.pluginmanager.hasplugin("django"):
+        return
+    from django.conf import settings
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    prefix = f"{settings.CACHE_KEY_PREFIX}-{worker}-{uuid.uuid4().hex[:8]}"
+    settings.CACHES["default"]["KEY_PREFIX"] = prefix
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "global_keyprefix": f"{prefix}:celery:",
+    }
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("django"):
+        return
+    from django.core.cache import cache
+
+    delete_pattern = getattr(cache, "delete_pattern", None)
+    if delete_pattern is not None:
+        delete_pattern("*")
+
+
+@pytest.fixture(autouse=True)
+def _tasks_run_in_process(request: pytest.FixtureRequest) -> None:
+    """Run Celery tasks in-process unless a test starts a real worker."""
+    if not request.config.pluginmanager.hasplugin("django"):
+        return
+    from botfactory.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True

@@ -1,0 +1,400 @@
+"""A fake Telegram Bot API served over HTTP on loopback, for tests.
+
+Bot API calls go to ``/bot<token>/<method>`` (GET or POST; JSON, urlencoded
+or multipart bodies, or a query string) and are answered with the real API's
+envelope. Files are not stored: ``/file/bot<token>/<path>`` is always 404.
+
+Control endpoints, which the real API does not have:
+
+- ``GET /_calls[?method=&token=]`` lists the recorded calls in arrival order
+  as ``{"calls": [{"method", "token", "params", "status", "at"}]}``;
+  ``status`` is 0 until the call is answered, and a call held open by a hang
+  fault is never answered, so it stays 0. ``DELETE /_calls`` forgets them.
+- ``POST /_updates`` with ``{"token", "updates"}`` queues updates for
+  ``getUpdates``.
+- ``POST /_faults`` adds a fault rule (see ``FaultRule``), ``GET /_faults``
+  lists the rules, ``DELETE /_faults`` drops them and lets go of hung calls
+  (their connection is closed without an answer).
+- ``POST /_webhook_errors`` with ``{"token", "message", "date"?}`` sets the
+  last delivery error that ``getWebhookInfo`` reports.
+
+Run it with ``python -m tests.fakes.telegram_api --port 0``; it prints
+``listening on http://HOST:PORT`` once it accepts connections.
+"""
+
+import argparse
+import json
+import logging
+import re
+import select
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.fakes.telegram_params import BotApiError, parse_json_object, parse_params
+from tests.fakes.telegram_state import (
+    DEFAULT_USERNAME,
+    Call,
+    FakeTelegramState,
+    FaultRule,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 50 * 1024 * 1024
+HANG_POLL_SECONDS = 0.05
+
+_BOT_PATH = re.compile(r"/bot(?P<token>[^/]*)/(?P<method>[^/]+)/?")
+_FILE_PATH = re.compile(r"/file/bot[^/]*/.+")
+_TOKEN = re.compile(r"\d+:[\w-]+")
+
+Answer = tuple[int, dict[str, Any] | None]
+
+
+def _not_found() -> BotApiError:
+    return BotApiError(404, "Not Found")
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], state: FakeTelegramState) -> None:
+        self.state = state
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakeTelegramBotApi/1.0"
+    # Headers and body go out in two writes; with Nagle's algorithm the
+    # second waits for the client's delayed ACK, about 40 ms per call.
+    disable_nagle_algorithm = True
+    _call: Call | None = None
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def send_error(
+        self, code: int, message: str | None = None, explain: str | None = None
+    ) -> None:
+        # Malformed requests get the same JSON envelope as everything else.
+        self.close_connection = True
+        description = message or HTTPStatus(code).phrase
+        self._send_json(code, BotApiError(code, description).envelope())
+
+    @property
+    def _state(self) -> FakeTelegramState:
+        return cast(_HttpServer, self.server).state
+
+    def _dispatch(self) -> None:
+        self._call = None
+        url = urlsplit(self.path)
+        try:
+            body = self._read_body()
+            status, payload = self._route(url.path, url.query, body)
+        except BotApiError as error:
+            status, payload = error.status, error.envelope()
+        except Exception:
+            # The top-level boundary of a request: answer 500, keep serving.
+            logger.exception("Fake Telegram API failed on %s", url.path)
+            status, payload = 500, BotApiError(500, "Internal Server Error").envelope()
+            if self._call is not None:
+                self._state.set_status(self._call, status)
+
+        if payload is None:
+            self.close_connection = True
+            return
+        self._send_json(status, payload)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked_body()
+
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            raise BotApiError(400, "Bad Request: invalid Content-Length") from None
+        if not 0 <= length <= MAX_BODY_BYTES:
+            self.close_connection = True
+            raise BotApiError(413, "Request Entity Too Large")
+
+        return self.rfile.read(length)
+
+    def _read_chunked_body(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            try:
+                size = int(self.rfile.readline(1024).split(b";", 1)[0], 16)
+            except ValueError:
+                self.close_connection = True
+                raise BotApiError(400, "Bad Request: invalid chunked body") from None
+            total += size
+            if size < 0 or total > MAX_BODY_BYTES:
+                self.close_connection = True
+                raise BotApiError(413, "Request Entity Too Large")
+            if size == 0:
+                break
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+            pass
+
+        return b"".join(chunks)
+
+    def _route(self, path: str, query: str, body: bytes) -> Answer:
+        match = _BOT_PATH.fullmatch(path)
+        if match:
+            token, method = unquote(match["token"]), unquote(match["method"])
+            return self._serve_bot_api(token, method, query, body)
+        if _FILE_PATH.fullmatch(path):
+            raise _not_found()
+
+        routes = _CONTROL_ROUTES.get(path)
+        if routes is None:
+            raise _not_found()
+        handler = routes.get(self.command)
+        if handler is None:
+            raise BotApiError(405, "Method Not Allowed")
+
+        return handler(self, query, body)
+
+    def _serve_bot_api(self, token: str, name: str, query: str, body: bytes) -> Answer:
+        method = self._state.canonical_method(name)
+        content_type = self.headers.get("Content-Type", "")
+        try:
+            params, error = parse_params(query, content_type, body), None
+        except BotApiError as parse_error:
+            params, error = {}, parse_error
+        if error is None and not _TOKEN.fullmatch(token):
+            error = _not_found()
+        # The fault is taken before the call is recorded, so a test that sees
+        # the call can rely on the fault having applied to it.
+        chat_id = params.get("chat_id")
+        fault = None
+        if error is None:
+            fault = self._state.take_fault(
+                method, token, None if chat_id is None else str(chat_id)
+            )
+        self._call = self._state.record_call(method, token, params)
+
+        try:
+            if error is not None:
+                raise error
+            status, payload = self._answer_bot_api(method, token, params, fault)
+        except BotApiError as answer_error:
+            status, payload = answer_error.status, answer_error.envelope()
+
+        if payload is not None:
+            self._state.set_status(self._call, status)
+
+        return status, payload
+
+    def _answer_bot_api(
+        self,
+        method: str,
+        token: str,
+        params: dict[str, Any],
+        fault: tuple[FaultRule, threading.Event] | None,
+    ) -> Answer:
+        if fault is not None:
+            rule, release = fault
+            time.sleep(rule.delay_ms / 1000)
+            if rule.hang:
+                self._hold(release)
+                return 0, None
+            if rule.status is not None:
+                raise rule.error()
+
+        return 200, {"ok": True, "result": self._state.invoke(method, token, params)}
+
+    def _hold(self, release: threading.Event) -> None:
+        """Keep the request unanswered until released or the client leaves."""
+        while not release.wait(HANG_POLL_SECONDS):
+            if self._client_left():
+                return
+
+    def _client_left(self) -> bool:
+        readable, _, _ = select.select([self.connection], [], [], 0)
+        if not readable:
+            return False
+        try:
+            return self.connection.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
+    def _send_json(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            # The client gave up before the answer (a delayed fault).
+            self.close_connection = True
+
+    # Control endpoints.
+
+    def _list_calls(self, query: str, body: bytes) -> Answer:
+        filters = dict(parse_qsl(query))
+        calls = self._state.calls(
+            method=filters.get("method"), token=filters.get("token")
+        )
+
+        return 200, {"calls": calls}
+
+    def _clear_calls(self, query: str, body: bytes) -> Answer:
+        self._state.clear_calls()
+
+        return 200, {"ok": True}
+
+    def _queue_updates(self, query: str, body: bytes) -> Answer:
+        data = parse_json_object(body)
+        token, updates = data.get("token"), data.get("updates")
+        if not isinstance(token, str) or not isinstance(updates, list):
+            raise BotApiError(400, "Bad Request: expected token and updates")
+        if not all(
+            isinstance(update, dict) and isinstance(update.get("update_id"), int)
+            for update in updates
+        ):
+            raise BotApiError(400, "Bad Request: every update needs an update_id")
+
+        self._state.queue_updates(token, updates)
+
+        return 200, {"ok": True}
+
+    def _list_faults(self, query: str, body: bytes) -> Answer:
+        return 200, {"faults": self._state.faults()}
+
+    def _add_fault(self, query: str, body: bytes) -> Answer:
+        rule = FaultRule.from_json(parse_json_object(body) if body else {})
+        self._state.add_fault(rule)
+
+        return 200, {"ok": True}
+
+    def _clear_faults(self, query: str, body: bytes) -> Answer:
+        self._state.clear_faults()
+
+        return 200, {"ok": True}
+
+    def _set_webhook_error(self, query: str, body: bytes) -> Answer:
+        data = parse_json_object(body)
+        token, message = data.get("token"), data.get("message")
+        date = data.get("date", int(time.time()))
+        if not isinstance(token, str) or not isinstance(message, str):
+            raise BotApiError(400, "Bad Request: expected token, message and date")
+        if not isinstance(date, int):
+            raise BotApiError(400, "Bad Request: expected token, message and date")
+
+        self._state.set_webhook_error(token, message, date)
+
+        return 200, {"ok": True}
+
+
+_CONTROL_ROUTES: dict[str, dict[str, Callable[[_Handler, str, bytes], Answer]]] = {
+    "/_calls": {"GET": _Handler._list_calls, "DELETE": _Handler._clear_calls},
+    "/_updates": {"POST": _Handler._queue_updates},
+    "/_faults": {
+        "GET": _Handler._list_faults,
+        "POST": _Handler._add_fault,
+        "DELETE": _Handler._clear_faults,
+    },
+    "/_webhook_errors": {"POST": _Handler._set_webhook_error},
+}
+
+
+class FakeTelegramServer:
+    """The fake Bot API in this process, served from a background thread."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        username: str = DEFAULT_USERNAME,
+    ) -> None:
+        self.state = FakeTelegramState(username=username)
+        self._httpd = _HttpServer((host, port), self.state)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> "FakeTelegramServer":
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-telegram-api",
+            daemon=True,
+        )
+        self._thread.start()
+
+        return self
+
+    def stop(self) -> None:
+        self.state.stop()
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> "FakeTelegramServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake Telegram Bot API.")
+    parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--username", default=DEFAULT_USERNAME)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    stopping = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    server = FakeTelegramServer(args.host, args.port, args.username).start()
+    print(f"listening on {server.url}", flush=True)
+    while not stopping.wait(0.2):
+        pass
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
