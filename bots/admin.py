@@ -1,21 +1,44 @@
 import json
+import re
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from bots.models import Bot, Conversation, OutboundMessage, SpecVersion
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
+from i18n.admin import TranslationAdminForm
 from i18n.models import Translation
+
+# The bot id, a colon and the secret part, as BotFather issues them.
+_TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,200}")
+
+
+def _problems_text(fields: dict[str, list[str]]) -> str:
+    return "; ".join(
+        f"{path}: {message}" for path, texts in fields.items() for message in texts
+    )
+
+
+class SpecJSONField(forms.JSONField):
+    """Show the stored spec indented, so that staff can edit it by hand."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
 
 
 class BotAdminForm(forms.ModelForm):
     new_token = forms.CharField(
         label=_("Telegram token"),
         required=False,
+        strip=True,
+        # Never rendered back, not even after an error elsewhere in the form.
         widget=forms.PasswordInput(render_value=False),
         help_text=_("Write-only. Leave empty to keep the stored token."),
     )
@@ -33,18 +56,41 @@ class BotAdminForm(forms.ModelForm):
             "allows_sql_writes",
             "draft_spec",
         ]
+        field_classes = {"draft_spec": SpecJSONField}
+        widgets = {
+            "draft_spec": forms.Textarea(
+                attrs={"rows": 30, "cols": 100, "style": "font-family: monospace"}
+            )
+        }
+
+    def clean_new_token(self) -> str:
+        token = self.cleaned_data["new_token"]
+        if token and not _TOKEN_RE.fullmatch(token):
+            raise forms.ValidationError(
+                _(
+                    "A Telegram token is digits, a colon and letters, "
+                    "such as 123456789:AAE…."
+                ),
+                code="token_malformed",
+            )
+
+        return token
 
     def clean_draft_spec(self) -> Any:
         source = self.cleaned_data["draft_spec"]
-        if not source:
-            return source
+        # An empty draft means "nothing written yet"; publishing refuses it.
+        if source is None or source == {}:
+            return {}
+
         try:
             spec_check(bot=self.instance if self.instance.pk else None, source=source)
         except SpecRejectedError as exc:
             raise forms.ValidationError(
                 [
                     forms.ValidationError(
-                        "%(path)s: %(message)s", params={"path": path, "message": text}
+                        "%(path)s: %(message)s",
+                        code="spec_invalid",
+                        params={"path": path, "message": text},
                     )
                     for path, texts in exc.fields.items()
                     for text in texts
@@ -58,7 +104,7 @@ class BotAdminForm(forms.ModelForm):
         if self.cleaned_data.get("clear_token"):
             bot.token = ""
         elif self.cleaned_data.get("new_token"):
-            bot.token = self.cleaned_data["new_token"].strip()
+            bot.token = self.cleaned_data["new_token"]
         if commit:
             bot.save()
 
@@ -67,6 +113,7 @@ class BotAdminForm(forms.ModelForm):
 
 class TranslationInline(admin.TabularInline):
     model = Translation
+    form = TranslationAdminForm
     extra = 0
     fields = ["locale", "key", "forms"]
     ordering = ["key", "locale"]
@@ -84,6 +131,7 @@ class BotAdmin(admin.ModelAdmin):
         "updated_at",
     ]
     list_filter = ["is_active"]
+    list_select_related = ["live_version__bot"]
     search_fields = ["name", "slug"]
     readonly_fields = ["token_display", "username", "live_version", "webhook_path"]
     inlines = [TranslationInline]
@@ -113,9 +161,13 @@ class BotAdmin(admin.ModelAdmin):
         self, request: HttpRequest, form: Any, formsets: Any, change: bool
     ) -> None:
         super().save_related(request, form, formsets, change)
-        # Translations are live: bump the revision so every process reloads them.
+        if not any(formset.has_changed() for formset in formsets):
+            return
+
+        # Translations are live: caches are keyed by the revision, so every
+        # process reloads them. F() keeps a concurrent bump from being lost.
         Bot.objects.filter(pk=form.instance.pk).update(
-            cache_revision=form.instance.cache_revision + 1
+            cache_revision=F("cache_revision") + 1
         )
 
     @admin.action(description=_("Publish the draft spec"))
@@ -129,22 +181,37 @@ class BotAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     _("%(bot)s was not published: %(errors)s")
-                    % {
-                        "bot": bot,
-                        "errors": json.dumps(exc.fields, ensure_ascii=False),
-                    },
+                    % {"bot": bot, "errors": _problems_text(exc.fields)},
                     messages.ERROR,
+                )
+                continue
+
+            self.log_change(request, bot, f"Published spec version {version.number}.")
+            if not warnings:
+                self.message_user(
+                    request,
+                    _("%(bot)s published as version %(number)s.")
+                    % {"bot": bot, "number": version.number},
+                    messages.SUCCESS,
                 )
                 continue
             self.message_user(
                 request,
-                _("%(bot)s published as version %(number)s with %(count)s warnings.")
-                % {"bot": bot, "number": version.number, "count": len(warnings)},
-                messages.SUCCESS,
+                _("%(bot)s published as version %(number)s with warnings: %(warnings)s")
+                % {
+                    "bot": bot,
+                    "number": version.number,
+                    "warnings": _problems_text(
+                        {issue.path: [issue.message] for issue in warnings}
+                    ),
+                },
+                messages.WARNING,
             )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
+    list_select_related = ["bot"]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -156,6 +223,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class SpecVersionAdmin(ReadOnlyAdmin):
     list_display = ["bot", "number", "author", "message", "created_at"]
     list_filter = ["bot"]
+    list_select_related = ["bot", "author"]
 
 
 @admin.register(Conversation)
@@ -170,6 +238,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         "updated_at",
     ]
     list_filter = ["bot"]
+    list_select_related = ["bot", "spec_version__bot"]
 
 
 @admin.register(OutboundMessage)

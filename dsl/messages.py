@@ -6,7 +6,6 @@ they only keep system messages readable for a bot that never defined them.
 
 # The Ukrainian texts are Cyrillic on purpose, and the labels use typographic
 # quotes and arrows, which the ambiguous-character check would flag.
-# ruff: noqa: RUF001
 
 from collections.abc import Mapping
 from typing import Any

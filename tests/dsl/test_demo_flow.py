@@ -2,7 +2,6 @@
 
 # The bot speaks Ukrainian and its buttons use typographic quotes and arrows,
 # which the ambiguous-character check would flag.
-# ruff: noqa: RUF001
 
 import json
 from pathlib import Path

@@ -1,6 +1,5 @@
 # The page buttons use typographic arrows, which the ambiguous-character check
 # would flag.
-# ruff: noqa: RUF001
 
 from dsl import (
     AnswerCallback,

@@ -220,7 +220,7 @@ def test_yes_no_answers_can_be_typed_in_the_users_language():
     conversation = _started(_step("yes_no"), ctx=context(TABLE, locale="uk"))
 
     # Ukrainian for "yes", typed in capitals.
-    _answer(conversation, "ТАК")  # noqa: RUF001
+    _answer(conversation, "ТАК")
 
     assert conversation.state.vars["x"] is True
 
