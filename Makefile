@@ -7,7 +7,8 @@ TEST_WORKERS ?= 4
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/botfactory)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
-	CACHE_KEY_PREFIX=bftest DEBUG=0 LOG_FORMAT=text \
+	CACHE_KEY_PREFIX=bftest DEBUG=0 LOG_FORMAT=text DOTENV_PATH=/dev/null \
+	DATABASE_STATEMENT_TIMEOUT_MS=60000 \
 	ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
 	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
 	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')

@@ -37,6 +37,14 @@ def context_scope(**values: Any) -> Iterator[None]:
         _context.reset(token)
 
 
-def context_clear() -> None:
-    """Drop the context, at the end of a task."""
-    _context.set(None)
+def context_push(**values: Any) -> contextvars.Token[dict[str, Any] | None]:
+    """Start a task's context on top of the current one; undo with context_pop."""
+    current = dict(_context.get() or {})
+    current.update({key: value for key, value in values.items() if value is not None})
+
+    return _context.set(current)
+
+
+def context_pop(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    """Restore the context that was current before ``context_push``."""
+    _context.reset(token)

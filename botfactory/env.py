@@ -101,13 +101,25 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return number
 
 
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
     """Return a comma-separated list with blanks dropped."""
     value = _raw(name)
     if value is None:
         return list(default or [])
 
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return _split(value)
+
+
+def env_secret_list(name: str) -> list[str]:
+    """Return a comma-separated list of secrets from ``NAME`` or ``NAME_FILE``.
+
+    Raises ImproperlyConfigured as ``env_secret`` does.
+    """
+    return _split(env_secret(name) or "")
 
 
 def env_choice(name: str, choices: tuple[str, ...], default: str) -> str:
@@ -136,10 +148,16 @@ def env_url(
     if not value:
         return default
 
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} is not a valid URL.") from None
     if parts.scheme not in schemes or not (parts.netloc or parts.path):
-        starts = " or ".join(f"{scheme}://" for scheme in schemes)
-        raise ImproperlyConfigured(f"{name} must be a URL starting with {starts}.")
+        starts = [f"{scheme}://" for scheme in schemes]
+        listed = ", ".join(starts[:-1]) + " or " if len(starts) > 1 else ""
+        raise ImproperlyConfigured(
+            f"{name} must be a URL starting with {listed}{starts[-1]}."
+        )
     if parts.scheme in {"http", "https"} and not parts.hostname:
         raise ImproperlyConfigured(f"{name} must name a host.")
     try:

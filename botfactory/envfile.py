@@ -5,6 +5,7 @@ values; only missing secrets are appended, so a restart can still decrypt
 what was stored with them.
 """
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -12,22 +13,25 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 
-def _present(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
-
+def _present(text: str) -> set[str]:
     names = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         name, sep, _value = line.partition("=")
-        if sep and not name.lstrip().startswith("#"):
-            names.add(name.strip())
+        name = name.strip().removeprefix("export ").strip()
+        if sep and not name.startswith("#"):
+            names.add(name)
 
     return names
 
 
 def envfile_write(path: Path) -> list[str]:
-    """Append the missing generated secrets to ``path``; return their names."""
-    present = _present(path)
+    """Append the missing generated secrets to ``path``; return their names.
+
+    The file is created readable by its owner only, and made so when it
+    gets a secret. Raises OSError when it cannot be read or written.
+    """
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    present = _present(text)
     generated = {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode("ascii"),
@@ -37,11 +41,15 @@ def envfile_write(path: Path) -> list[str]:
         return []
 
     lines = [f"{name}={generated[name]}" for name in missing]
-    header = (
-        [] if path.exists() else ["# Generated secrets for local runs; keep private."]
-    )
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("\n".join([*header, *lines]) + "\n")
+    if not text:
+        lines.insert(0, "# Generated secrets for local runs; keep private.")
+    elif not text.endswith("\n"):
+        lines.insert(0, "")
+    # Created with mode 0600, so the secrets are never readable by others,
+    # not even between the write and a later chmod.
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(descriptor, "a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
     path.chmod(0o600)
 
     return missing

@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from botfactory.context import context_scope, new_trace_id
 from botfactory.errors import db_unavailable_response, is_database_unavailable
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 
 class RequestContextMiddleware:
@@ -17,7 +17,8 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         supplied = request.headers.get("X-Request-ID", "")
-        trace_id = supplied if _REQUEST_ID_RE.match(supplied) else new_trace_id()
+        # fullmatch, since "$" also matches before a final newline.
+        trace_id = supplied if _REQUEST_ID_RE.fullmatch(supplied) else new_trace_id()
         with context_scope(trace_id=trace_id):
             response = self.get_response(request)
         response["X-Request-ID"] = trace_id

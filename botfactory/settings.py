@@ -21,6 +21,7 @@ from botfactory.env import (
     env_int,
     env_list,
     env_secret,
+    env_secret_list,
     env_str,
     env_url,
 )
@@ -28,7 +29,9 @@ from botfactory.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # The git-ignored .env that `make run` writes; the environment always wins.
-load_dotenv(BASE_DIR / ".env", override=False)
+# DOTENV_PATH names another file, or /dev/null to read none (tests do, so
+# that a developer's .env cannot change what they see).
+load_dotenv(env_str("DOTENV_PATH", str(BASE_DIR / ".env")), override=False)
 
 # --- core -------------------------------------------------------------------
 
@@ -123,7 +126,7 @@ def _fernet_keys(raw: list[str]) -> list[str]:
     return raw
 
 
-FIELD_ENCRYPTION_KEYS = _fernet_keys(env_list("FIELD_ENCRYPTION_KEYS"))
+FIELD_ENCRYPTION_KEYS = _fernet_keys(env_secret_list("FIELD_ENCRYPTION_KEYS"))
 if not FIELD_ENCRYPTION_KEYS:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -136,7 +139,7 @@ if not FIELD_ENCRYPTION_KEYS:
 # --- database -----------------------------------------------------------------
 
 DATABASE_URL = env_url(
-    "DATABASE_URL", schemes=("postgres", "postgresql", "sqlite", "pgsql")
+    "DATABASE_URL", schemes=("postgres", "postgresql", "pgsql", "sqlite")
 )
 DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 2, minimum=1)
 DATABASE_STATEMENT_TIMEOUT_MS = env_int(
@@ -156,6 +159,8 @@ def _database(url: str | None) -> dict[str, Any]:
         config: dict[str, Any] = dict(dj_database_url.parse(url))
     except ValueError as exc:
         raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+    # Options given in the URL (sslmode=require, ...) win over the defaults.
+    given = config.get("OPTIONS", {})
 
     if config["ENGINE"] == "django.db.backends.sqlite3":
         config["OPTIONS"] = {
@@ -164,6 +169,7 @@ def _database(url: str | None) -> dict[str, Any]:
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            **given,
         }
         return config
 
@@ -178,6 +184,7 @@ def _database(url: str | None) -> dict[str, Any]:
             "timeout": DATABASE_POOL_TIMEOUT,
             "max_lifetime": 600.0,
         },
+        **given,
     }
     return config
 
@@ -232,6 +239,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Keep the project's handlers (context and redaction) in worker processes.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 OUTBOX_SWEEP_INTERVAL_SECONDS = env_float(
     "OUTBOX_SWEEP_INTERVAL_SECONDS", 30.0, minimum=1.0
 )

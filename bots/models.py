@@ -1,5 +1,6 @@
 import secrets
-from typing import Any
+from collections.abc import Collection
+from typing import Any, Self
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -8,6 +9,7 @@ from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from botfactory.fields import EncryptedTextField
+from botfactory.logging import secret_register
 
 WEBHOOK_SECRET_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9_-]{1,256}$",
@@ -61,6 +63,22 @@ class Bot(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @classmethod
+    def from_db(
+        cls,
+        db: str | None,
+        field_names: Collection[str],
+        values: Collection[Any],
+        **kwargs: Any,
+    ) -> Self:
+        bot = super().from_db(db, field_names, values, **kwargs)
+        # Every process that loads a bot teaches the log redactor its
+        # secrets, which no pattern would recognise (the webhook secret).
+        for name in ("token", "webhook_secret", "sql_password"):
+            secret_register(bot.__dict__.get(name))
+
+        return bot
 
     @property
     def is_demo(self) -> bool:

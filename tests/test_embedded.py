@@ -29,7 +29,7 @@ def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
         for key, value in os.environ.items()
         if key not in ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "LOG_FORMAT")
     }
-    env.update(DEBUG="1", DATA_DIR=str(data_dir), BOTFACTORY_DOTENV="0", **extra)
+    env.update(DEBUG="1", DATA_DIR=str(data_dir), DOTENV_PATH="/dev/null", **extra)
 
     return env
 

@@ -5,12 +5,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from botfactory.errors import ApplicationError
 from bots.models import WEBHOOK_SECRET_VALIDATOR, Bot
 from bots.services.specs import bot_reload, spec_differs_from_live, spec_publish
+from bots.services.telegram_setup import bot_webhook_set
 from bots.sql import sql_provision, sql_schema_apply
 from bots.telegram import TelegramError, telegram_call
 from i18n.selectors import translations_export
@@ -104,3 +106,40 @@ def demo_bot_load(
         bot_reload(bot=bot)
 
     return bot
+
+
+def bot_deactivate(*, bot: Bot) -> Bot:
+    """Stop serving a bot: its updates are dropped and its webhook deleted.
+
+    The webhook is deleted after the commit; a Telegram failure is logged
+    (updates that still arrive get 200 and are dropped and counted).
+    """
+    with transaction.atomic():
+        Bot.objects.filter(pk=bot.pk).update(is_active=False)
+        bot.is_active = False
+        if bot.token:
+            transaction.on_commit(lambda: _webhook_delete(bot), robust=True)
+    logger.info("Bot %s deactivated.", bot.pk)
+
+    return bot
+
+
+def bot_activate(*, bot: Bot) -> Bot:
+    """Serve a bot again; register its webhook anew when a public URL is set."""
+    Bot.objects.filter(pk=bot.pk).update(is_active=True)
+    bot.is_active = True
+    logger.info("Bot %s activated.", bot.pk)
+    if bot.token and settings.PUBLIC_BASE_URL:
+        try:
+            bot_webhook_set(bot=bot)
+        except (TelegramError, ApplicationError) as exc:
+            logger.warning("Webhook not set for bot %s: %s", bot.pk, exc)
+
+    return bot
+
+
+def _webhook_delete(bot: Bot) -> None:
+    try:
+        telegram_call(token=bot.token, method="deleteWebhook", params={})
+    except TelegramError as exc:
+        logger.warning("deleteWebhook failed for bot %s: %s", bot.pk, exc.description)

@@ -40,7 +40,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         if name not in SETTING_NAMES and name.removesuffix("_FILE") not in SETTING_NAMES
     }
     clean.update(
-        BOTFACTORY_DOTENV="0",
+        DOTENV_PATH=os.devnull,
         DATA_DIR=str(tmp_path / "data"),
         SECRET_KEY="a-secret-key-for-settings-tests",
         FIELD_ENCRYPTION_KEYS=FERNET_KEY,
@@ -172,11 +172,25 @@ def test_missing_secrets_with_debug_on_use_development_values(
     assert second == first
 
 
-def test_dotenv_is_skipped_when_switched_off(
+def test_dotenv_fills_in_what_the_environment_leaves_unset(
     env: dict[str, str], tmp_path: Path
 ) -> None:
-    # A developer's .env in the checkout would otherwise fill in the secret.
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("SECRET_KEY=from-the-dotenv\nLOG_FORMAT=text\n", encoding="utf-8")
     del env["SECRET_KEY"]
+    env["LOG_FORMAT"] = "json"
+    env["DOTENV_PATH"] = str(dotenv)
+
+    values = _settings(env, "SECRET_KEY", "LOG_FORMAT")
+
+    assert values == {"SECRET_KEY": "from-the-dotenv", "LOG_FORMAT": "json"}
+
+
+def test_dotenv_path_to_nothing_reads_no_file(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    del env["SECRET_KEY"]
+    env["DOTENV_PATH"] = str(tmp_path / "absent.env")
 
     line = _startup_error(env)
 

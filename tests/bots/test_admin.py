@@ -116,6 +116,15 @@ def test_token_is_write_only_and_kept_when_left_empty(admin_client: Client) -> N
     assert Bot.objects.get(pk=bot.pk).token == "7000000002:AAHnewTokenValue"
 
 
+def test_clearing_the_token_puts_the_bot_in_demo_mode(admin_client: Client) -> None:
+    bot = BotFactory.create(token=TOKEN, draft_spec=SMALL_SPEC)
+
+    response = admin_client.post(_change_url(bot), _change_data(bot, clear_token="on"))
+
+    assert response.status_code == 302
+    assert Bot.objects.get(pk=bot.pk).token == ""
+
+
 def test_malformed_new_token_is_refused_and_never_echoed(
     admin_client: Client,
 ) -> None:
