@@ -1,5 +1,4 @@
 import json
-import re
 from typing import Any
 
 from django import forms
@@ -8,13 +7,13 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from bots.models import Bot, Conversation, OutboundMessage, SpecVersion
+from bots.models import TOKEN_RE, Bot, Conversation, OutboundMessage, SpecVersion
+from bots.services.bots import bot_activate, bot_deactivate
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
 from i18n.admin import TranslationAdminForm
 from i18n.models import Translation
 
 # The bot id, a colon and the secret part, as BotFather issues them.
-_TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,200}")
 
 
 def _problems_text(fields: dict[str, list[str]]) -> str:
@@ -65,7 +64,7 @@ class BotAdminForm(forms.ModelForm):
 
     def clean_new_token(self) -> str:
         token = self.cleaned_data["new_token"]
-        if token and not _TOKEN_RE.fullmatch(token):
+        if token and not TOKEN_RE.fullmatch(token):
             raise forms.ValidationError(
                 _(
                     "A Telegram token is digits, a colon and letters, "
@@ -156,6 +155,19 @@ class BotAdmin(admin.ModelAdmin):
     @admin.display(description=_("token"))
     def token_display(self, obj: Bot) -> str:
         return obj.token_masked or "—"
+
+    def save_model(
+        self, request: HttpRequest, obj: Bot, form: Any, change: bool
+    ) -> None:
+        super().save_model(request, obj, form, change)
+        if not change or "is_active" not in form.changed_data:
+            return
+
+        # Deactivating deletes the webhook; activating registers it again.
+        if obj.is_active:
+            bot_activate(bot=obj)
+        else:
+            bot_deactivate(bot=obj)
 
     def save_related(
         self, request: HttpRequest, form: Any, formsets: Any, change: bool

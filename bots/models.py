@@ -1,3 +1,4 @@
+import re
 import secrets
 from collections.abc import Collection
 from typing import Any, Self
@@ -15,6 +16,10 @@ WEBHOOK_SECRET_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9_-]{1,256}$",
     _("Telegram accepts only 1-256 characters A-Z, a-z, 0-9, _ and -."),
 )
+
+
+# A Telegram bot token: the bot's numeric id, a colon and its secret part.
+TOKEN_RE = re.compile(r"\d{1,20}:[A-Za-z0-9_-]{1,200}")
 
 
 def webhook_secret_generate() -> str:

@@ -30,6 +30,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         delete_pattern("*")
 
 
+# Test databases (and the bot roles named after them) get a suffix per run,
+# so two runs against one PostgreSQL server never collide.
+_RUN_ID = uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None,
+) -> None:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return
+    test = database.setdefault("TEST", {})
+    base = test.get("NAME") or f"test_{database['NAME']}"
+    test["NAME"] = f"{base}_{_RUN_ID}"
+
+
 @pytest.fixture(autouse=True)
 def _tasks_run_in_process(request: pytest.FixtureRequest) -> None:
     """Run Celery tasks in-process unless a test starts a real worker."""

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 from botfactory.errors import ApplicationError
-from bots.models import WEBHOOK_SECRET_VALIDATOR, Bot
+from bots.models import TOKEN_RE, WEBHOOK_SECRET_VALIDATOR, Bot
 from bots.services.specs import bot_reload, spec_differs_from_live, spec_publish
 from bots.services.telegram_setup import bot_webhook_set
 from bots.sql import sql_provision, sql_schema_apply
@@ -37,6 +37,15 @@ def webhook_secret_check(secret: str) -> None:
             "The webhook secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -.",
             code="webhook_secret_invalid",
         ) from None
+
+
+def token_check(token: str) -> None:
+    """Raise BotConfigError unless the text looks like a Telegram bot token."""
+    if token and not TOKEN_RE.fullmatch(token):
+        raise BotConfigError(
+            "A Telegram token is digits, a colon and letters, such as 123456789:AAE….",
+            code="token_malformed",
+        )
 
 
 def bot_username_refresh(*, bot: Bot) -> str:
@@ -69,11 +78,15 @@ def demo_bot_load(
 ) -> Bot:
     """Create or update the demo bot and publish its spec when it changed.
 
-    An option given replaces the stored value; one left out keeps it.
-    Raises BotConfigError for a malformed webhook secret.
+    An option given replaces the stored value; one left out keeps it (an
+    empty token returns the bot to demo mode). The draft spec, the
+    translations and the SQL setting are reset to the shipped ones. Raises
+    BotConfigError for a malformed token or webhook secret.
     """
     if webhook_secret is not None:
         webhook_secret_check(webhook_secret)
+    if token:
+        token_check(token)
     spec, translations, schema = _demo_files()
 
     with transaction.atomic():

@@ -393,3 +393,18 @@ def test_non_staff_user_is_redirected_to_login(client: Client, url: str) -> None
 
     assert response.status_code == 302
     assert response["Location"] == f"/admin/login/?next={url}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deactivating_a_bot_in_the_admin_deletes_its_webhook(
+    admin_client: Client, telegram_api: Any
+) -> None:
+    bot = BotFactory.create(token=TOKEN, draft_spec=SMALL_SPEC)
+
+    response = admin_client.post(_change_url(bot), _change_data(bot, is_active=""))
+
+    assert response.status_code == 302
+    assert Bot.objects.get(pk=bot.pk).is_active is False
+    assert [(c["method"], c["token"]) for c in telegram_api.calls()] == [
+        ("deleteWebhook", TOKEN)
+    ]

@@ -169,3 +169,22 @@ def test_create_admin_user_prints_the_password_only_the_first_time() -> None:
     assert match is not None
     assert get_user_model().objects.get(username="admin").check_password(match.group(1))
     assert "password:" not in second
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("token", ["nonsense", "123:", ":abc", "12 3:abc"])
+def test_load_demo_bot_refuses_a_malformed_token(
+    token: str, cleanup_demo: object
+) -> None:
+    with pytest.raises(CommandError, match="Telegram token"):
+        _run("load_demo_bot", "--token", token)
+
+    assert Bot.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_polling_refuses_a_bot_in_demo_mode(cleanup_demo: object) -> None:
+    _run("load_demo_bot")
+
+    with pytest.raises(CommandError, match="demo mode"):
+        _run("run_polling", "demo")

@@ -37,6 +37,11 @@ class Command(BaseCommand):
             raise CommandError("The bot has no published spec version.")
 
         chat = LocalChat(bot=bot, locale=options["locale"], user_id=options["user_id"])
+        if sys.stdin.isatty():
+            self.stderr.write(
+                "Type a message or a command such as /start; #N presses button N; "
+                "Ctrl-D exits."
+            )
         sent = 0
         for raw in sys.stdin:
             line = raw.rstrip("\n")
@@ -47,7 +52,7 @@ class Command(BaseCommand):
                 try:
                     replies = chat.press(int(line[1:].strip()))
                 except IndexError as exc:
-                    self.stderr.write(str(exc))
+                    self.stderr.write(f"{exc} Send /start to see the menu.")
                     continue
             else:
                 replies = chat.send_text(line)

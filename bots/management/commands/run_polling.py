@@ -31,6 +31,9 @@ class Command(BaseCommand):
         if bot is None:
             raise CommandError(f"No bot with id or slug {options['bot']!r}.")
 
+        if bot.is_demo:
+            raise CommandError("The bot has no Telegram token (demo mode).")
+
         self.stderr.write("Polling; press Ctrl-C to stop.")
         try:
             processed = bot_polling_run(
@@ -43,7 +46,8 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         except TelegramError as exc:
-            raise CommandError(f"Telegram refused: {exc.description}") from None
+            verb = "could not be reached" if exc.retryable else "refused"
+            raise CommandError(f"Telegram {verb}: {exc.description}") from None
 
         self.stdout.write(
             "polling stopped"

@@ -29,7 +29,8 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         except TelegramError as exc:
-            raise CommandError(f"Telegram refused: {exc.description}") from None
+            verb = "could not be reached" if exc.retryable else "refused"
+            raise CommandError(f"Telegram {verb}: {exc.description}") from None
 
         self.stdout.write(
             f"webhook set to {url}; command lists set for {calls} languages"
