@@ -136,8 +136,12 @@ def _loop_state() -> _Loop:
 def _run(coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
     state = _loop_state()
     future = asyncio.run_coroutine_threadsafe(coroutine, state.loop)
-
-    return future.result(timeout=timeout)
+    try:
+        return future.result(timeout=timeout)
+    except TimeoutError:
+        # Cancelling the task also gives its pooled connection back.
+        future.cancel()
+        raise
 
 
 def _bot(token: str) -> _PtbBot:
@@ -200,18 +204,26 @@ def telegram_call(
     ``TelegramConflictError`` or ``TelegramUnauthorizedError``.
     """
     bot = _bot(token)
-    timeout = settings.TELEGRAM_TIMEOUT_SECONDS
-    read_timeout: float | None = None
+    timeout = float(settings.TELEGRAM_TIMEOUT_SECONDS)
+    read_timeout = timeout
     if method == "getUpdates":
-        read_timeout = float((params or {}).get("timeout", 0)) + timeout
+        read_timeout += float((params or {}).get("timeout", 0))
 
     async def call() -> Any:
+        # Every timeout explicit: python-telegram-bot reads None as "wait
+        # forever", and a hung Bot API call must not hold a worker.
         return await bot.do_api_request(
-            method, api_kwargs=dict(params or {}), read_timeout=read_timeout
+            method,
+            api_kwargs=dict(params or {}),
+            read_timeout=read_timeout,
+            write_timeout=timeout,
+            connect_timeout=min(timeout, 5.0),
+            pool_timeout=timeout,
         )
 
     try:
-        return _run(call(), timeout=(read_timeout or timeout) * 2 + 5)
+        # The overall bound covers the phases together, plus a margin.
+        return _run(call(), timeout=read_timeout + timeout + 1.0)
     except ptb_error.TelegramError as exc:
         raise _translate(exc) from None
     except TimeoutError:

@@ -20,6 +20,8 @@ from dsl import (
 
 logger = logging.getLogger(__name__)
 
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 # Telegram limits deep-link payloads to 64 characters.
 DEEP_LINK_MAX_LENGTH = 64
 _COMMAND_RE = re.compile(
@@ -75,14 +77,30 @@ def _as_dict(value: Any) -> dict[str, Any]:
 
 
 def _as_int(value: Any) -> int | None:
+    # Ids are stored in 64-bit columns; anything wider is not a Telegram id.
     if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    if not _INT64_MIN <= value <= _INT64_MAX:
         return None
 
     return value
 
 
+def _clean_text(text: str) -> str:
+    # PostgreSQL stores neither NUL nor lone surrogates (valid in JSON as
+    # "\u0000" and "\ud800"); drop the one and replace the others.
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+
+    return text
+
+
 def _as_str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+    return _clean_text(value) if isinstance(value, str) else None
 
 
 def _kind(update: dict[str, Any]) -> str:
@@ -127,8 +145,8 @@ def _command(text: str, bot_username: str | None) -> CommandEvent | bool | None:
 def _message_event(
     message: dict[str, Any], bot_username: str | None
 ) -> tuple[Event | None, str | None]:
-    text = message.get("text")
-    if isinstance(text, str):
+    text = _as_str(message.get("text"))
+    if text is not None:
         if text.startswith("/"):
             command = _command(text, bot_username)
             if command is False:
@@ -140,7 +158,7 @@ def _message_event(
     contact = _as_dict(message.get("contact"))
     if contact:
         return ContactEvent(
-            phone_number=str(contact.get("phone_number") or ""),
+            phone_number=_as_str(contact.get("phone_number")) or "",
             contact_user_id=_as_int(contact.get("user_id")),
         ), None
     for kind in _CONTENT_KINDS:
@@ -220,7 +238,7 @@ def _from_callback(update_id: int, query: dict[str, Any]) -> ParsedUpdate:
 
     event = CallbackEvent(
         callback_id=callback_id,
-        data=data if isinstance(data, str) else "",
+        data=_as_str(data) or "",
         message_id=base.message_id,
         inline_message_id=_as_str(inline_message_id),
     )

@@ -9,13 +9,14 @@ claimed.
 
 import logging
 import random
+import time
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
@@ -112,7 +113,9 @@ def outbox_messages_build(
     actions: list[Action],
 ) -> list[OutboundMessage]:
     """Turn executor actions into unsaved outbox rows, in order."""
-    chat_id = parsed.chat_id if parsed.chat_id is not None else 0
+    # Replies to an inline message have no chat: queue them per user, so one
+    # user's throttled answer never holds another's.
+    chat_id = parsed.chat_id if parsed.chat_id is not None else (parsed.user_id or 0)
     messages = []
     for action in actions:
         call = _call_for(action=action, parsed=parsed, chat_id=chat_id)
@@ -215,10 +218,18 @@ def _rate_delay(*, bot_id: int, chat_id: int) -> float:
     return 0.0
 
 
-def _defer(message: OutboundMessage, *, delay: float, error: str) -> None:
+def _defer(
+    message: OutboundMessage, *, delay: float, error: str, is_failure: bool = True
+) -> None:
+    """Put the row back to wait; a throttle (not a failure) costs no attempt."""
     when = timezone.now() + timedelta(seconds=delay)
+    attempts = message.attempts if is_failure else message.attempts - 1
     if _finish(
-        message, status=Status.PENDING, next_attempt_at=when, last_error=error[:500]
+        message,
+        status=Status.PENDING,
+        next_attempt_at=when,
+        last_error=error[:500],
+        attempts=attempts,
     ):
         _enqueue(message.bot_id, message.chat_id, countdown=delay)
 
@@ -265,7 +276,7 @@ def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
         )
     except TelegramRetryAfterError as exc:
         logger.info("Telegram asked to retry after %s s.", exc.retry_after)
-        _defer(message, delay=exc.retry_after, error=exc.description)
+        _defer(message, delay=exc.retry_after, error=exc.description, is_failure=False)
         return False
     except TelegramForbiddenError as exc:
         _fail_chat(message, reason=exc.description)
@@ -342,8 +353,24 @@ def _migrate(message: OutboundMessage, *, new_chat_id: int) -> None:
             status=Status.PENDING,
             lease_until=None,
         )
+    _conversations_migrate(
+        bot_id=message.bot_id, old_chat_id=message.chat_id, new_chat_id=new_chat_id
+    )
     logger.info("A group of bot %s migrated to a supergroup.", message.bot_id)
     _enqueue(message.bot_id, new_chat_id)
+
+
+def _conversations_migrate(*, bot_id: int, old_chat_id: int, new_chat_id: int) -> None:
+    # Wizards in progress follow the group to its new supergroup id, unless
+    # the user has already started a conversation there.
+    for conversation in Conversation.objects.filter(bot_id=bot_id, chat_id=old_chat_id):
+        try:
+            with transaction.atomic():
+                Conversation.objects.filter(pk=conversation.pk).update(
+                    chat_id=new_chat_id
+                )
+        except IntegrityError:
+            continue
 
 
 def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
@@ -364,7 +391,7 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
         if not bot.is_demo:
             delay = _rate_delay(bot_id=bot_id, chat_id=chat_id)
             if delay > 0:
-                _defer(message, delay=delay, error="rate limited")
+                _defer(message, delay=delay, error="rate limited", is_failure=False)
                 return sent
         if not _deliver(bot=bot, message=message):
             return sent
@@ -392,3 +419,21 @@ def outbox_sweep(*, older_than_seconds: float = 10.0) -> int:
         _enqueue(bot_id, chat_id)
 
     return len(chats)
+
+
+_last_sweep = 0.0
+
+
+def outbox_sweep_if_due() -> int:
+    """Sweep when the interval has passed since this process last swept.
+
+    The embedded default has no beat; the webhook calls this so replies put
+    off by a retry_after or an error still go out. Returns chats enqueued.
+    """
+    global _last_sweep
+    now = time.monotonic()
+    if now - _last_sweep < settings.OUTBOX_SWEEP_INTERVAL_SECONDS:
+        return 0
+
+    _last_sweep = now
+    return outbox_sweep()

@@ -209,3 +209,24 @@ def test_sweep_sends_rows_left_pending_and_rows_whose_lease_expired(
         "stuck",
     ]
     assert OutboundMessage.objects.get(chat_id=3).status == Status.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_beat_the_webhook_sweeps_replies_left_pending(
+    demo_bot: Bot, telegram_api: FakeTelegramControl, settings: Any
+) -> None:
+    from bots.services import outbox
+    from tests.bots.chat_user import ChatUser
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    settings.OUTBOX_SWEEP_INTERVAL_SECONDS = 1.0
+    outbox._last_sweep = 0.0
+    old = timezone.now() - timedelta(minutes=1)
+    _queue(demo_bot, "put off earlier", chat_id=777)
+    OutboundMessage.objects.filter(chat_id=777).update(created_at=old)
+
+    ChatUser(bot=demo_bot, telegram=telegram_api, user_id=778).say("/start")
+
+    sent = [c["params"]["text"] for c in telegram_api.calls("sendMessage")]
+    assert "put off earlier" in sent
+    assert OutboundMessage.objects.get(chat_id=777).status == Status.SENT
