@@ -49,8 +49,7 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff check --fix .
 
 # Refresh the lock after editing pyproject.toml.
-lock:
-	$(PY) -m pip install --quiet uv
+lock: $(VENV)/.installed
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes \
 		--python-version 3.11 --no-header -o requirements.lock
 
