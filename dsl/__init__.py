@@ -32,8 +32,8 @@ from dsl.events import (
 from dsl.executor import ExecutionResult, execute
 from dsl.fields import BUILTIN_VARS
 from dsl.issues import LintIssue
-from dsl.lint import spec_lint
-from dsl.messages import BUILTIN_TEXTS
+from dsl.lint import spec_lint, spec_translation_refs
+from dsl.messages import BUILTIN_TEXTS, builtin_has
 from dsl.registry import component_register, component_types
 from dsl.spec import Command, DeepLink, Spec, spec_json_schema, spec_validate
 from dsl.sql import ParsedSql, sql_parse
@@ -75,6 +75,7 @@ __all__ = [
     "Translator",
     "UnsupportedEvent",
     "action_from_dict",
+    "builtin_has",
     "component_register",
     "component_types",
     "escape",
@@ -83,6 +84,7 @@ __all__ = [
     "render_template",
     "spec_json_schema",
     "spec_lint",
+    "spec_translation_refs",
     "spec_validate",
     "split_text",
     "sql_parse",

@@ -1,7 +1,10 @@
 """Callback data of inline buttons: compact, dated and always under 64 bytes.
 
-Format: ``<generation>:<node id>:<step>:<token>``, generation and step in
-base 36. The token names the button within its node:
+Format: ``<generation>[.<owner>]:<node id>:<step>:<token>``, generation and
+step in base 36. In a group or supergroup, where each member has a
+conversation of their own, ``owner`` tags whose message it is: four base-36
+digits hashed from the member's user id. Private chats carry no tag. The
+token names the button within its node:
 
 - ``b`` + 8 hex digits: a menu button, hashed from its whole definition so
   that a button changed by a publish never passes for the old one;
@@ -20,6 +23,9 @@ MAX_CALLBACK_BYTES = 64
 # Generations are carried modulo this, so they never take more than six
 # base-36 digits.
 GENERATION_MODULUS = 36**6
+# Base-36 digits of an owner tag: two members of one group share a tag about
+# once in 1.7 million pairs, and then only their own buttons mix up.
+OWNER_TAG_LENGTH = 4
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
@@ -30,6 +36,7 @@ class CallbackData:
     node_id: str
     step: int
     token: str
+    owner: str | None = None
 
 
 def base36(number: int) -> str:
@@ -68,12 +75,28 @@ def button_token(definition: Any) -> str:
     return "b" + hashlib.sha256(canonical.encode()).hexdigest()[:8]
 
 
-def callback_encode(*, generation: int, node_id: str, step: int, token: str) -> str:
+def owner_tag(user_id: int) -> str:
+    """Return the tag that marks a button as ``user_id``'s own.
+
+    Never raises.
+    """
+    digest = hashlib.sha256(str(user_id).encode()).digest()
+    number = int.from_bytes(digest[:8], "big") % 36**OWNER_TAG_LENGTH
+
+    return base36(number).rjust(OWNER_TAG_LENGTH, "0")
+
+
+def callback_encode(
+    *, generation: int, node_id: str, step: int, token: str, owner: str | None = None
+) -> str:
     """Return the callback data of a button; never raise.
 
+    ``owner`` is an ``owner_tag``, or None where a chat has one conversation.
     The linter checks that no button of a valid spec goes over 64 bytes.
     """
     dated = base36(generation % GENERATION_MODULUS)
+    if owner is not None:
+        dated = f"{dated}.{owner}"
 
     return f"{dated}:{node_id}:{base36(step)}:{token}"
 
@@ -81,13 +104,19 @@ def callback_encode(*, generation: int, node_id: str, step: int, token: str) -> 
 def callback_max_bytes(*, node_id: str, step: int, token: str) -> int:
     """Return the size in bytes of the longest data a button can carry.
 
+    That is the data of a late generation in a group, owner tag included.
     Never raises.
     """
     longest = callback_encode(
-        generation=GENERATION_MODULUS - 1, node_id=node_id, step=step, token=token
+        generation=GENERATION_MODULUS - 1,
+        node_id=node_id,
+        step=step,
+        token=token,
+        owner="z" * OWNER_TAG_LENGTH,
     )
 
-    return len(longest.encode())
+    # A lone surrogate in a spec's value must not crash the linter.
+    return len(longest.encode("utf-8", "surrogatepass"))
 
 
 def callback_decode(data: str) -> CallbackData | None:
@@ -98,12 +127,17 @@ def callback_decode(data: str) -> CallbackData | None:
     parts = data.split(":", 3)
     if len(parts) != 4:
         return None
-    generation, node_id, step, token = parts
+    dated, node_id, step, token = parts
+    generation, dot, owner = dated.partition(".")
     generation_number, step_number = base36_parse(generation), base36_parse(step)
     if generation_number is None or step_number is None:
         return None
+    if dot and (len(owner) != OWNER_TAG_LENGTH or base36_parse(owner) is None):
+        return None
 
-    return CallbackData(generation_number, node_id, step_number, token)
+    return CallbackData(
+        generation_number, node_id, step_number, token, owner if dot else None
+    )
 
 
 def generation_matches(data: CallbackData, generation: int) -> bool:

@@ -69,16 +69,7 @@ def _unreachable_nodes(spec: Spec) -> Iterable[LintIssue]:
 def _missing_translations(
     spec: Spec, translation_keys: Mapping[str, AbstractSet[str]]
 ) -> Iterable[LintIssue]:
-    refs = [
-        (path_join("commands", name, "description"), command.description)
-        for name, command in spec.commands.items()
-        if command.description is not None
-    ]
-    for node_id, node in spec.nodes.items():
-        refs += [
-            (_node_path(node_id, path), key) for path, key in node.translation_refs()
-        ]
-    for path, key in refs:
+    for path, key in spec_translation_refs(spec):
         missing = sorted(
             locale
             for locale, keys in translation_keys.items()
@@ -166,6 +157,25 @@ def _loops_without_input(spec: Spec) -> Iterable[LintIssue]:
             "loop_without_input",
             "error",
         )
+
+
+def spec_translation_refs(spec: Spec) -> list[tuple[str, str]]:
+    """Return (path, key) of every translation the spec uses, in spec order.
+
+    Command descriptions come first, then each node's texts; a key used in
+    several places appears once per place. Never raises.
+    """
+    refs = [
+        (path_join("commands", name, "description"), command.description)
+        for name, command in spec.commands.items()
+        if command.description is not None
+    ]
+    for node_id, node in spec.nodes.items():
+        refs += [
+            (_node_path(node_id, path), key) for path, key in node.translation_refs()
+        ]
+
+    return refs
 
 
 def spec_lint(

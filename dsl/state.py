@@ -33,7 +33,9 @@ class ConversationState(BaseModel):
     history: list[int] = Field(default_factory=list)
     # The page of a menu's buttons being shown.
     page: int = 0
-    # Counts node entries; carried in callback data to date a message.
+    # Counts node entries; carried in callback data to date a message, so
+    # a button from an earlier visit to a node (or run of a wizard) is told
+    # from one of this visit.
     generation: int = 0
     vars: dict[str, Any] = Field(default_factory=dict)
     # The SQL node whose RunSql awaits its SqlResultEvent.

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from dsl.actions import Action, AnswerCallback, EditMessage, RunSql, SendMessage
+from dsl.callback import CallbackData, callback_decode, callback_encode, owner_tag
 from dsl.context import ExecutionContext
 from dsl.events import CallbackEvent, Event, SqlResultEvent, is_user_event
 from dsl.messages import translate
 from dsl.state import ConversationState, MessageRef
-from dsl.text import ParseMode, split_text
+from dsl.text import ParseMode, encodable, split_text
 
 if TYPE_CHECKING:
     from dsl.spec import Spec
@@ -111,10 +112,13 @@ class Turn:
         Never raises.
         """
         values = {**self.variables(), **(params or {})}
-
-        return translate(
+        text = translate(
             self.ctx.translator, key, count=count, params=values, parse_mode=parse_mode
         )
+
+        # Labels and callback answers never pass split_text, which cleans
+        # message text; a lone surrogate would make any of them unsendable.
+        return encodable(text)
 
     def label(self, key: str, params: dict[str, Any] | None = None) -> str:
         """Return a translated text without markup (buttons, answers).
@@ -161,8 +165,8 @@ class Turn:
         Never raises.
         """
         target = self._edit
-        fits = len(split_text(text, parse_mode="HTML")) == 1
-        if target is None or self._has_sent or not fits:
+        chunks = split_text(text, parse_mode="HTML")
+        if target is None or self._has_sent or len(chunks) != 1:
             self.send(text, reply_markup=reply_markup)
             return
 
@@ -170,7 +174,7 @@ class Turn:
             EditMessage(
                 message_id=target.message_id,
                 inline_message_id=target.inline_message_id,
-                text=text,
+                text=chunks[0],
                 parse_mode="HTML",
                 reply_markup=reply_markup,
             )
@@ -206,6 +210,44 @@ class Turn:
         Never raises.
         """
         self.answer(self.label(key))
+
+    # Buttons
+
+    def _owner(self) -> str | None:
+        # In a group each member has a conversation of their own, so a button
+        # must say whose it is; a private chat has only one.
+        if not self.ctx.is_group or self.ctx.user_id is None:
+            return None
+
+        return owner_tag(self.ctx.user_id)
+
+    def button_data(self, token: str, *, step: int = 0) -> str:
+        """Return the callback data of a button the current node shows.
+
+        Never raises.
+        """
+        return callback_encode(
+            generation=self.state.generation,
+            node_id=self.state.node or "",
+            step=step,
+            token=token,
+            owner=self._owner(),
+        )
+
+    def pressed(self, event: CallbackEvent) -> CallbackData | None:
+        """Return the data of the pressed button if it can act here.
+
+        That is a button of the current node, pressed by the member it was
+        shown to. Return None for data of another node or another member
+        and for data this project did not write. Never raises.
+        """
+        data = callback_decode(event.data)
+        if data is None or data.node_id != self.state.node:
+            return None
+        if data.owner != self._owner():
+            return None
+
+        return data
 
     def run_sql(self, action: RunSql) -> None:
         """Ask the runtime to run SQL; the conversation waits for the result.

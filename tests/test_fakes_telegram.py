@@ -165,6 +165,91 @@ def test_send_message_counts_text_length_in_utf16_units(
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "parse_mode", "refusal"),
+    [
+        # 4096 units once the markup is read, four times that as written
+        ("<b>" + "&lt;" * 4096 + "</b>", "HTML", None),
+        ("&lt;" * 4097, "HTML", "Bad Request: message is too long"),
+        ("&lt;" * 4096, None, "Bad Request: message is too long"),
+        # only &lt; &gt; &amp; &quot; and numeric references are read
+        ("&nbsp;" * 683, "HTML", "Bad Request: message is too long"),
+        ("&#128512;" * 2048, "HTML", None),
+        ("\\." * 4096, "MarkdownV2", None),
+        ("*a*" * 4095 + "[x](https://example.com/)", "MarkdownV2", None),
+        ("\\." * 4097, "MarkdownV2", "Bad Request: message is too long"),
+        ("<b> </b>", "HTML", "Bad Request: message text is empty"),
+    ],
+)
+def test_send_message_counts_the_text_shown_after_its_markup_is_read(
+    fake_telegram: FakeTelegramServer,
+    text: str,
+    parse_mode: str | None,
+    refusal: str | None,
+) -> None:
+    params = {"chat_id": OLENA, "text": text}
+    if parse_mode is not None:
+        params["parse_mode"] = parse_mode
+
+    response = httpx.post(_api(fake_telegram.url, "sendMessage"), json=params)
+
+    status = 200 if refusal is None else 400
+    assert (response.status_code, response.json().get("description")) == (
+        status,
+        refusal,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("<b>bold", 'Can\'t find end tag corresponding to start tag "b"'),
+        ("plain</b>", "Unexpected end tag at byte offset 5"),
+        (
+            "<b>x</i>",
+            'Unmatched end tag at byte offset 4, expected "</b>", found "</i>"',
+        ),
+        ("é<p>x</p>", 'Unsupported start tag "p" at byte offset 2'),
+        ("1 < 2", 'Unsupported start tag "" at byte offset 2'),
+        ("x <b", "Unclosed start tag at byte offset 2"),
+        ("<b>x</b", "Unclosed end tag at byte offset 4"),
+        ("<span>x</span>", 'Tag "span" must have class "tg-spoiler" at byte offset 0'),
+    ],
+)
+def test_html_that_telegram_cannot_parse_is_a_bad_request(
+    fake_telegram: FakeTelegramServer, text: str, problem: str
+) -> None:
+    params = {"chat_id": OLENA, "text": text, "parse_mode": "HTML"}
+
+    response = httpx.post(_api(fake_telegram.url, "sendMessage"), json=params)
+
+    assert (response.status_code, response.json()["description"]) == (
+        400,
+        f"Bad Request: can't parse entities: {problem}",
+    )
+
+
+def test_html_with_every_supported_tag_is_sent(
+    fake_telegram: FakeTelegramServer,
+) -> None:
+    text = (
+        "<b>b</b><strong>s</strong><i>i</i><em>e</em><u>u</u><ins>i</ins>"
+        "<s>s</s><strike>s</strike><del>d</del>"
+        '<span class="tg-spoiler">x</span><tg-spoiler>x</tg-spoiler>'
+        '<a href="tg://user?id=1">A &amp; B</a>'
+        '<tg-emoji emoji-id="5368324170671202286">👍</tg-emoji>'
+        '<pre><code class="language-python">a &lt; b</code></pre>'
+        "<blockquote expandable>q</blockquote> AT&T > 1"
+    )
+
+    async def scenario() -> int:
+        async with _bot(fake_telegram.url) as bot:
+            message = await bot.send_message(OLENA, text, parse_mode="HTML")
+            return message.message_id
+
+    assert asyncio.run(scenario()) == 1
+
+
 def test_send_message_without_chat_id_or_text_is_a_bad_request(
     fake_telegram: FakeTelegramServer,
 ) -> None:

@@ -8,10 +8,11 @@ generated buttons on every page. A press on a menu message that leads to a
 menu (or another page) edits that message in place.
 
 A press is applied only when the conversation is at the pressed button's
-node and the button still exists unchanged (its token hashes its whole
-definition); a generated button also needs the message to be the one shown
-since the node was last entered, since the list may have changed. Any
-other press is answered "no longer active" and changes nothing.
+node, the button still exists unchanged (its token hashes its whole
+definition) and, in a group, it was shown to the member who pressed it; a
+generated button also needs the message to be the one shown since the node
+was last entered, since the list may have changed. Any other press is
+answered "no longer active" and changes nothing.
 """
 
 import math
@@ -20,14 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from dsl.callback import (
-    base36,
-    base36_parse,
-    button_token,
-    callback_decode,
-    callback_encode,
-    generation_matches,
-)
+from dsl.callback import base36, base36_parse, button_token, generation_matches
 from dsl.components.base import NodeBase, PathRef
 from dsl.events import (
     CallbackEvent,
@@ -120,24 +114,19 @@ class MenuNode(NodeBase):
 
         return elements if isinstance(elements, list) else []
 
-    def _item_rows(self, turn: Turn, node_id: str, start: int, stop: int) -> _Keyboard:
+    def _item_rows(self, turn: Turn, start: int, stop: int) -> _Keyboard:
         if self.items is None:
             return []
         rows: _Keyboard = []
         for index, element in enumerate(self._elements(turn)[start:stop], start):
             fields = element if isinstance(element, dict) else {"value": element}
-            data = callback_encode(
-                generation=turn.state.generation,
-                node_id=node_id,
-                step=0,
-                token=f"i{base36(index)}",
-            )
+            data = turn.button_data(f"i{base36(index)}")
             label = turn.label(self.items.label, params=fields)
             rows.append([{"text": label, "callback_data": data}])
 
         return rows
 
-    def _static_rows(self, turn: Turn, node_id: str) -> _Keyboard:
+    def _static_rows(self, turn: Turn) -> _Keyboard:
         rows: _Keyboard = []
         for row in self.rows:
             buttons: list[dict[str, Any]] = []
@@ -146,12 +135,7 @@ class MenuNode(NodeBase):
                 if button.url is not None:
                     buttons.append({"text": label, "url": button.url})
                     continue
-                data = callback_encode(
-                    generation=turn.state.generation,
-                    node_id=node_id,
-                    step=0,
-                    token=_button_token(button),
-                )
+                data = turn.button_data(_button_token(button))
                 buttons.append({"text": label, "callback_data": data})
             rows.append(buttons)
 
@@ -169,8 +153,7 @@ class MenuNode(NodeBase):
         return max(1, math.ceil(pageable / size)) if size else 1
 
     def _keyboard(self, turn: Turn) -> dict[str, Any] | None:
-        node_id = turn.state.node or ""
-        static = self._static_rows(turn, node_id)
+        static = self._static_rows(turn)
         count = len(self._elements(turn)) if self.items else len(static)
         size = self._page_size()
         pages = self._page_count(count)
@@ -178,19 +161,14 @@ class MenuNode(NodeBase):
         start, stop = (page * size, (page + 1) * size) if size else (0, count)
         # Only the page shown is rendered: a list can hold a thousand rows.
         if self.items is not None:
-            shown, fixed = self._item_rows(turn, node_id, start, stop), static
+            shown, fixed = self._item_rows(turn, start, stop), static
         else:
             shown, fixed = static[start:stop], []
 
         navigation: list[dict[str, Any]] = []
         for target, key in ((page - 1, "bf.prev"), (page + 1, "bf.next")):
             if 0 <= target < pages:
-                data = callback_encode(
-                    generation=turn.state.generation,
-                    node_id=node_id,
-                    step=0,
-                    token=f"p{base36(target)}",
-                )
+                data = turn.button_data(f"p{base36(target)}")
                 navigation.append({"text": turn.label(key), "callback_data": data})
         keyboard = shown + ([navigation] if navigation else []) + fixed
 
@@ -218,8 +196,8 @@ class MenuNode(NodeBase):
         turn.send(notice, reply_markup=self._keyboard(turn))
 
     def _press(self, turn: Turn, event: CallbackEvent) -> None:
-        data = callback_decode(event.data)
-        if data is None or data.node_id != turn.state.node or data.step != 0:
+        data = turn.pressed(event)
+        if data is None or data.step != 0:
             turn.notice("bf.button_inactive")
             return
 

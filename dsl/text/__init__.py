@@ -8,7 +8,7 @@ from dsl.text.markup import (
     mark_safe,
     value_text,
 )
-from dsl.text.split import TELEGRAM_TEXT_LIMIT, split_text, utf16_length
+from dsl.text.split import TELEGRAM_TEXT_LIMIT, encodable, split_text, utf16_length
 from dsl.text.template import (
     MAX_OUTPUT_CHARS,
     render_template,
@@ -22,6 +22,7 @@ __all__ = [
     "TELEGRAM_TEXT_LIMIT",
     "MarkdownText",
     "ParseMode",
+    "encodable",
     "escape",
     "format_pattern",
     "mark_safe",

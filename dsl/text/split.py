@@ -26,6 +26,7 @@ _MARKDOWN_TOKEN = re.compile(
     r"|(?P<marker>\|\||__|[*_~])",
     re.S,
 )
+_NAMED_ENTITIES = frozenset({"&lt;", "&gt;", "&amp;", "&quot;"})
 _MARKDOWN_ESCAPE = re.compile(r"\\(.)", re.S)
 _FENCE = "```"
 
@@ -44,13 +45,43 @@ def utf16_length(text: str) -> int:
     """Return the length of ``text`` in UTF-16 code units, as Telegram counts.
 
     A character outside the Basic Multilingual Plane (most emoji) counts as
-    two. Never raises.
+    two, a lone surrogate as one. Never raises.
     """
-    return len(text.encode("utf-16-le")) // 2
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def encodable(text: str) -> str:
+    """Return ``text`` with every lone surrogate replaced by U+FFFD.
+
+    A surrogate pair split over two code points is joined into its
+    character, so the result always encodes as UTF-8 and measures the same
+    in UTF-16. Never raises.
+    """
+    if text.isascii():
+        return text
+
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def _chars(text: str, *, in_code: bool = False) -> list[_Token]:
     return [_Token(char, utf16_length(char), in_code=in_code) for char in text]
+
+
+def _entity_shown(entity: str) -> str | None:
+    """Return the character an entity stands for, None if Telegram has none.
+
+    Telegram reads only four named entities and numeric references to a
+    character; it shows any other entity as written.
+    """
+    if entity in _NAMED_ENTITIES:
+        return html.unescape(entity)
+    digits = entity[2:-1]
+    # Seven digits already pass the last character.
+    if not entity.startswith("&#") or len(digits) > 8:
+        return None
+    number = int(digits[1:], 16) if digits[0] in "xX" else int(digits)
+
+    return chr(number) if 0 < number < 0x110000 else None
 
 
 def _html_tokens(text: str) -> list[_Token]:
@@ -60,8 +91,11 @@ def _html_tokens(text: str) -> list[_Token]:
         tokens.extend(_chars(text[position : match.start()]))
         position = match.end()
         if match.group("entity"):
-            shown = html.unescape(match.group("entity"))
-            tokens.append(_Token(match.group(0), utf16_length(shown)))
+            shown = _entity_shown(match.group("entity"))
+            if shown is None:
+                tokens.extend(_chars(match.group(0)))
+            else:
+                tokens.append(_Token(match.group(0), utf16_length(shown)))
             continue
         name = match.group("tag").lower()
         if match.group("slash"):
@@ -209,11 +243,13 @@ def split_text(
     an escape; HTML tags and MarkdownV2 markers open at a break are closed
     at the end of the chunk and reopened at the start of the next, and a
     MarkdownV2 code block moves whole to the next chunk unless it is longer
-    than a chunk. Text that fits is returned as the only chunk. Raises
+    than a chunk. Text that fits is returned as the only chunk. Lone
+    surrogates, which no chunk could be sent with, become U+FFFD. Raises
     ValueError when ``limit`` is not positive.
     """
     if limit < 1:
         raise ValueError("limit must be positive")
+    text = encodable(text)
     tokens = _tokens(text, parse_mode)
     if sum(token.units for token in tokens) <= limit:
         return [text]

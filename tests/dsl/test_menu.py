@@ -333,3 +333,55 @@ def test_callback_data_stays_under_64_bytes_for_the_longest_node_id():
     data = data_of(menu, "Shop")
     assert data == f"zzzzzz:{node_id}:0:b90ad665e"
     assert len(data.encode()) == 51 < MAX_CALLBACK_BYTES
+
+
+def test_group_callback_data_with_its_owner_tag_stays_under_64_bytes():
+    # given a menu with the longest node id and a late generation in a group
+    node_id = "m" * 32
+    ctx = context(TABLE, chat_type="supergroup", user_id=42)
+    conversation = Conversation(spec_of({node_id: MAIN, "shop": SHOP}), ctx)
+    conversation.state = ConversationState(generation=36**6 - 2)
+
+    # when it is shown
+    menu = conversation.send(CommandEvent(command="start")).actions[0]
+
+    # then its data names user 42 as the owner and still fits
+    data = data_of(menu, "Shop")
+    assert data == f"zzzzzz.ui6l:{node_id}:0:b90ad665e"
+    assert len(data.encode()) == 56 < MAX_CALLBACK_BYTES
+
+
+def test_in_a_group_a_menu_button_shown_to_another_member_is_no_longer_active():
+    # given Ann and Tom in one group, both at the main menu
+    spec = spec_of({"main": MAIN, "shop": SHOP})
+    ann = Conversation(spec, context(TABLE, chat_type="group", user_id=7))
+    tom = Conversation(spec, context(TABLE, chat_type="group", user_id=8))
+    ann_menu = ann.send(CommandEvent(command="start")).actions[0]
+    tom.send(CommandEvent(command="start"))
+    before = tom.state
+
+    # when Tom presses a button of Ann's menu
+    result = _press(tom, data_of(ann_menu, "Tea"))
+
+    # then it is not his; Ann's own press still works
+    assert result.actions == [
+        AnswerCallback(callback_id="cb", text="This button is no longer active.")
+    ]
+    assert tom.state == before
+    _press(ann, data_of(ann_menu, "Tea"))
+    assert ann.state.vars["drink"] == "tea"
+
+
+def test_a_lone_surrogate_in_a_first_name_is_shown_as_a_replacement_character():
+    # given a user whose first name is half of an emoji
+    spec = spec_of({"main": MAIN, "shop": SHOP})
+    conversation = Conversation(spec, context(TABLE, first_name="Ann\ud83d"))
+
+    # when the menu is shown, then edited by a press
+    sent = conversation.send(CommandEvent(command="start")).actions[0]
+    edited = _press(conversation, data_of(sent, "Tea")).actions[1]
+
+    # then both texts can be encoded
+    assert isinstance(sent, SendMessage) and isinstance(edited, EditMessage)
+    assert sent.text == "Hi Ann\ufffd, drink: {drink}"
+    assert edited.text == "Hi Ann\ufffd, drink: tea"

@@ -8,6 +8,32 @@ def test_utf16_length_counts_emoji_as_two_units():
     assert utf16_length("a😀é") == 4
 
 
+def test_utf16_length_counts_a_lone_surrogate_as_one_unit():
+    assert utf16_length("Ann\ud83d") == 4
+    assert utf16_length("\udfff") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "chunk"),
+    [
+        ("\udfff", "\ufffd"),
+        ("Ann\ud83d", "Ann\ufffd"),
+        ("<b>\udc00x\ud800</b>", "<b>\ufffdx\ufffd</b>"),
+        # a pair written as two code points is one character
+        ("\ud83d\ude00!", "😀!"),
+    ],
+)
+def test_lone_surrogates_become_replacement_characters(text, chunk):
+    assert split_text(text, parse_mode="HTML") == [chunk]
+
+
+def test_a_long_text_of_lone_surrogates_splits_into_encodable_chunks():
+    chunks = split_text("\ud83d" * 9000, parse_mode=None)
+
+    assert chunks == ["\ufffd" * 4096, "\ufffd" * 4096, "\ufffd" * 808]
+    assert all(chunk.encode("utf-8") for chunk in chunks)
+
+
 def test_text_that_fits_is_returned_whole():
     assert split_text("<b>abcd</b>", parse_mode="HTML", limit=4) == ["<b>abcd</b>"]
 
@@ -61,6 +87,18 @@ def test_html_entities_count_as_one_character_and_are_never_cut():
     assert split_text("&amp;&lt;&#128512;", parse_mode="HTML", limit=2) == [
         "&amp;&lt;",
         "&#128512;",
+    ]
+
+
+def test_entities_telegram_does_not_read_count_as_written():
+    # Telegram reads only &lt; &gt; &amp; &quot; and references to a character
+    assert split_text("&nbsp;&#0;", parse_mode="HTML", limit=6) == [
+        "&nbsp;",
+        "&#0;",
+    ]
+    assert split_text("&#" + "1" * 5000 + ";", parse_mode="HTML", limit=4096) == [
+        "&#" + "1" * 4094,
+        "1" * 906 + ";",
     ]
 
 

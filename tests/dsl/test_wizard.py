@@ -460,7 +460,11 @@ def test_in_groups_choices_keep_their_buttons():
 
     result = conversation.send(CommandEvent(command="go"))
 
-    assert keyboard(result.actions[0]) == [[("Alpha", "1:wiz:0:oa")], CANCEL_ROW]
+    # the data carries the owner tag of user 42
+    assert keyboard(result.actions[0]) == [
+        [("Alpha", "1.ui6l:wiz:0:oa")],
+        [("✖ Cancel", "1.ui6l:wiz:0:x")],
+    ]
 
 
 def test_the_contact_keyboard_stays_until_a_message_without_buttons():
@@ -481,3 +485,94 @@ def test_the_contact_keyboard_stays_until_a_message_without_buttons():
     assert "remove_keyboard" not in text.actions[0].reply_markup
     assert done.actions[0].reply_markup == {"remove_keyboard": True}
     assert conversation.state.reply_keyboard is False
+
+
+def test_a_button_from_an_earlier_run_of_the_wizard_is_no_longer_active():
+    # given a wizard cancelled and entered again, waiting at the same step
+    choice = _step("choice", options=[{"value": "a", "label": "opt.a"}])
+    conversation = Conversation(_wizard(choice), context(TABLE))
+    first_run = conversation.send(CommandEvent(command="go")).actions[0]
+    conversation.send(CommandEvent(command="cancel"))
+    conversation.send(CommandEvent(command="go"))
+    before = conversation.state
+
+    # when a choice of the first run's prompt is pressed
+    result = conversation.send(
+        CallbackEvent(callback_id="c", data=data_of(first_run, "Alpha"))
+    )
+
+    # then it does not answer this run
+    assert result.actions == [
+        AnswerCallback(callback_id="c", text="This button is no longer active.")
+    ]
+    assert conversation.state == before
+
+
+def test_after_back_a_prompt_of_the_same_run_answers_its_step_again():
+    # given a choice answered by its button, then Back to it
+    choice = _step(
+        "choice",
+        options=[{"value": "a", "label": "opt.a"}, {"value": "b", "label": "opt.b"}],
+    )
+    conversation = Conversation(
+        _wizard(choice, _step("text", name="y", prompt="ask2")), context(TABLE)
+    )
+    prompt = conversation.send(CommandEvent(command="go")).actions[0]
+    conversation.send(CallbackEvent(callback_id="c", data=data_of(prompt, "Alpha")))
+    conversation.send(CommandEvent(command="back"))
+
+    # when the first prompt is pressed again
+    result = conversation.send(
+        CallbackEvent(callback_id="d", data=data_of(prompt, "Beta"))
+    )
+
+    # then it answers: the same step of the same run is asked again
+    assert texts(result) == ["And now?"]
+    assert (conversation.state.step, conversation.state.vars) == (1, {"x": "b"})
+
+
+def test_in_a_group_a_button_asked_of_another_member_is_no_longer_active():
+    # given Ann and Tom in one group, each at the first step of their wizard
+    spec = _wizard(_step("choice", options=[{"value": "a", "label": "opt.a"}]))
+    ann = Conversation(spec, context(TABLE, chat_type="supergroup", user_id=7))
+    tom = Conversation(spec, context(TABLE, chat_type="supergroup", user_id=8))
+    ann_prompt = ann.send(CommandEvent(command="go")).actions[0]
+    tom.send(CommandEvent(command="go"))
+    before = tom.state
+
+    # when Tom presses a choice of Ann's prompt
+    result = tom.send(CallbackEvent(callback_id="t", data=data_of(ann_prompt, "Alpha")))
+
+    # then it does not answer his wizard; Ann's own press still answers hers
+    assert result.actions == [
+        AnswerCallback(callback_id="t", text="This button is no longer active.")
+    ]
+    assert tom.state == before
+    ann.send(CallbackEvent(callback_id="a", data=data_of(ann_prompt, "Alpha")))
+    assert ann.state.vars == {"x": "a"}
+
+
+@pytest.mark.parametrize(
+    ("chat_type", "data"),
+    [
+        # no owner tag in a group: written before tags or forged
+        ("group", "1:wiz:0:oa"),
+        # the tag of user 42 in a private chat, which has none
+        ("private", "1.ui6l:wiz:0:oa"),
+    ],
+)
+def test_an_owner_tag_missing_in_a_group_or_present_in_private_is_inactive(
+    chat_type, data
+):
+    conversation = _started(
+        _step("choice", options=[{"value": "a", "label": "opt.a"}]),
+        ctx=context(TABLE, chat_type=chat_type),
+    )
+    before = conversation.state
+
+    result = conversation.send(CallbackEvent(callback_id="c", data=data))
+
+    assert result.actions == [
+        AnswerCallback(callback_id="c", text="This button is no longer active.")
+    ]
+    assert conversation.state == before

@@ -7,7 +7,9 @@ from email.policy import HTTP
 from typing import Any
 from urllib.parse import parse_qsl
 
-# The Bot API counts message length in UTF-16 code units.
+from tests.fakes.telegram_markup import MarkupError, shown_text, utf16_units
+
+# The Bot API counts message length in UTF-16 code units of the text shown.
 MAX_TEXT_UTF16_UNITS = 4096
 # The Bot API's limit for callback_data, in bytes.
 MAX_CALLBACK_DATA_BYTES = 64
@@ -146,10 +148,24 @@ def bool_param(params: dict[str, Any], name: str) -> bool:
 
 
 def text_param(params: dict[str, Any]) -> str:
+    """Return the message text, refused as the Bot API refuses it.
+
+    Its length is what it shows once ``parse_mode`` is applied, as the Bot
+    API counts it.
+    """
     text = params.get("text")
-    if not isinstance(text, str) or not text.strip():
+    parse_mode = params.get("parse_mode")
+    if not isinstance(text, str):
         raise BotApiError(400, "Bad Request: message text is empty")
-    if len(text.encode("utf-16-le")) // 2 > MAX_TEXT_UTF16_UNITS:
+    try:
+        shown = shown_text(text, parse_mode if isinstance(parse_mode, str) else "")
+    except MarkupError as error:
+        raise BotApiError(400, f"Bad Request: can't parse entities: {error}") from None
+    except ValueError:
+        raise BotApiError(400, "Bad Request: unsupported parse_mode") from None
+    if not shown.strip():
+        raise BotApiError(400, "Bad Request: message text is empty")
+    if utf16_units(shown) > MAX_TEXT_UTF16_UNITS:
         raise BotApiError(400, "Bad Request: message is too long")
 
     return text

@@ -1,11 +1,17 @@
-"""The ``wizard.v1`` node: asking its steps in turn and moving between them."""
+"""The ``wizard.v1`` node: asking its steps in turn and moving between them.
+
+A button answers only the prompt it came with: the same step, the same run
+of the wizard (the conversation's generation, which changes each time the
+wizard is entered) and, in a group, the member who was asked. Any other
+press is answered "no longer active" and changes nothing.
+"""
 
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from dsl.callback import callback_decode, callback_encode
+from dsl.callback import generation_matches
 from dsl.components.base import NodeBase, PathRef
 from dsl.components.wizard.steps import (
     ChoiceStep,
@@ -66,12 +72,7 @@ class WizardNode(NodeBase):
         )
 
     def _token_data(self, turn: Turn, token: str) -> str:
-        return callback_encode(
-            generation=turn.state.generation,
-            node_id=turn.state.node or "",
-            step=turn.state.step,
-            token=token,
-        )
+        return turn.button_data(token, step=turn.state.step)
 
     def _controls(self, turn: Turn, step: WizardStep) -> list[tuple[str, str]]:
         """Return (label key, token) of the control buttons the step offers."""
@@ -226,8 +227,12 @@ class WizardNode(NodeBase):
 
     def _press(self, turn: Turn, step: WizardStep, event: CallbackEvent) -> None:
         state = turn.state
-        data = callback_decode(event.data)
-        if data is None or data.node_id != state.node or data.step != state.step:
+        data = turn.pressed(event)
+        if (
+            data is None
+            or data.step != state.step
+            or not generation_matches(data, state.generation)
+        ):
             turn.notice("bf.button_inactive")
             return
 
