@@ -2,7 +2,13 @@ import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import (
+    before_task_publish,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+)
 
 from botfactory.context import context_get, context_pop, context_push, new_trace_id
 
@@ -43,3 +49,18 @@ def _clear_task_context(task_id: str | None = None, **_: object) -> None:
     token = _task_tokens.pop(task_id, None) if task_id is not None else None
     if token is not None:
         context_pop(token)
+
+
+@worker_init.connect
+@worker_process_init.connect
+def _install_database_deadline(**_: object) -> None:
+    """Bound every database wait of a worker as the web processes do.
+
+    ``worker_init`` covers the solo and thread pools, ``worker_process_init``
+    each child of the prefork pool.
+    """
+    from django.conf import settings
+
+    from botfactory.database import database_deadline_install
+
+    database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)

@@ -3,6 +3,8 @@
 import logging
 from typing import Any
 
+import psycopg
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import JsonResponse
 from rest_framework import exceptions as drf_exceptions
@@ -31,6 +33,14 @@ class DatabaseUnavailableError(ApplicationError):
 
     def __init__(self, message: str = "The database is unavailable.") -> None:
         super().__init__(message, code="db_unavailable")
+
+
+class DatabaseDeadlineError(psycopg.OperationalError):
+    """The database server left a command unanswered past its deadline.
+
+    A driver error, so that Django reports it as ``OperationalError`` like
+    any other lost connection.
+    """
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -67,7 +77,11 @@ def db_unavailable_response() -> JsonResponse:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Render every API error as ``{"detail", "code"}`` plus ``fields``."""
+    """Render every API error as ``{"detail", "code"}`` plus ``fields``.
+
+    Validation errors carry ``fields``: messages by field. Every 401 has the
+    code ``not_authenticated``, whether the token was missing or wrong.
+    """
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = {"detail": exc.message, "code": exc.code}
         body.update(exc.extra)
@@ -76,6 +90,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             {"detail": "The database is unavailable.", "code": "db_unavailable"},
             status=503,
+        )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": "The body is too large.", "code": "payload_too_large"},
+            status=413,
         )
 
     response = exception_handler(exc, context)
@@ -87,6 +106,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
             "code": "invalid",
             "fields": exc.detail,
         }
+        return response
+    if isinstance(exc, drf_exceptions.AuthenticationFailed):
+        response.data = {"detail": str(exc.detail), "code": "not_authenticated"}
         return response
 
     detail = getattr(exc, "detail", str(exc))

@@ -1,12 +1,19 @@
 import re
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from botfactory import health
 from botfactory.context import context_scope, new_trace_id
+from botfactory.database import database_deadline_install
 from botfactory.errors import db_unavailable_response, is_database_unavailable
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_HEALTH_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+    "/health": health.health,
+    "/health/db": health.health_db,
+}
 
 
 class RequestContextMiddleware:
@@ -26,11 +33,35 @@ class RequestContextMiddleware:
         return response
 
 
-class DatabaseUnavailableMiddleware:
-    """Turn a database that cannot be reached into 503 ``db_unavailable``."""
+class HealthCheckMiddleware:
+    """Answer ``/health`` and ``/health/db`` before the host is validated.
+
+    Load balancers and orchestrators probe by IP address, which
+    ``ALLOWED_HOSTS`` would turn into a 400. The probes build no URL from the
+    Host header, so answering them whatever it says is safe.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = _HEALTH_VIEWS.get(request.path_info)
+        if view is not None:
+            return view(request)
+
+        return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """Turn a database that cannot be reached into 503 ``db_unavailable``.
+
+    It also bounds how long a command may wait for the server (see
+    ``database_deadline_install``), so a frozen server ends in a 503 too.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)

@@ -7,6 +7,7 @@ cache and Celery tasks executed in-process.
 import base64
 import binascii
 import hashlib
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "knox",
+    "drf_spectacular",
     "botfactory",
     "bots",
     "i18n",
@@ -66,6 +69,9 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "botfactory.middleware.RequestContextMiddleware",
+    # Answers /health and /health/db before CommonMiddleware validates the
+    # host, so that a probe by IP address works whatever ALLOWED_HOSTS says.
+    "botfactory.middleware.HealthCheckMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -149,6 +155,16 @@ DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 8, minimum=1)
 # How long a request waits for a pooled connection before answering 503;
 # kept under two seconds so an outage is reported within that bound.
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 1.5, minimum=0.1)
+# How long a web process waits for the server to answer one command (query,
+# commit, the pool's check) before it closes the connection and answers 503.
+# A frozen server still acknowledges TCP, so neither keepalives nor
+# tcp_user_timeout end such a wait. One second over the statement timeout, so
+# that the server cancels a slow statement before the client gives up on it.
+DATABASE_COMMAND_TIMEOUT = env_float(
+    "DATABASE_COMMAND_TIMEOUT",
+    DATABASE_STATEMENT_TIMEOUT_MS / 1000 + 1.0,
+    minimum=0.5,
+)
 
 
 def _database(url: str | None) -> dict[str, Any]:
@@ -174,6 +190,9 @@ def _database(url: str | None) -> dict[str, Any]:
         return config
 
     config["CONN_MAX_AGE"] = 0
+    # The pool checks a connection (an empty query) before handing it out, so
+    # connections a restarted server has dropped are replaced, not failed on.
+    config["CONN_HEALTH_CHECKS"] = True
     config["OPTIONS"] = {
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
         "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
@@ -182,6 +201,11 @@ def _database(url: str | None) -> dict[str, Any]:
             "max_size": DATABASE_POOL_MAX_SIZE,
             # The default is 30 s; a request should fail fast with a 503.
             "timeout": DATABASE_POOL_TIMEOUT,
+            # The default retries a failed connection for five minutes with
+            # exponential backoff, so after an outage a process could wait a
+            # minute for its next attempt. Giving up at once leaves the next
+            # request to open a connection, the moment the server is back.
+            "reconnect_timeout": 0.5,
             "max_lifetime": 600.0,
         },
         **given,
@@ -305,6 +329,32 @@ LOGGING = {
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "botfactory.errors.api_exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Tokens only, sent as "Authorization: Token <key>": the first class's
+    # header makes an unauthenticated request a 401 rather than a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    "DEFAULT_PARSER_CLASSES": ["botfactory.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 90, minimum=1)
+REST_KNOX = {
+    # Stored as SHA-512 digests (knox's default); the key is shown only once.
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS),
+    "AUTH_HEADER_PREFIX": "Token",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "BotFactory API",
+    "DESCRIPTION": (
+        "Publish and reload bots' specs and edit their translations. Staff "
+        "only: send `Authorization: Token <key>` (`manage.py create_api_token`)."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page are public; the endpoints are not.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
 }
 
 CELERY_BEAT_SCHEDULE = {

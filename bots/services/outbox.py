@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from datetime import timedelta
-from functools import partial
+from functools import partial, update_wrapper
 from typing import Any
 
 from django.conf import settings
@@ -149,7 +149,10 @@ def outbox_schedule(*, bot_id: int, chat_ids: set[int]) -> None:
     durable and the periodic sweep sends them.
     """
     for chat_id in sorted(chat_ids):
-        transaction.on_commit(partial(_enqueue, bot_id, chat_id), robust=True)
+        # Django names a failed robust hook by its __qualname__, which a bare
+        # partial lacks: that AttributeError turned a broker outage into a 500.
+        enqueue = update_wrapper(partial(_enqueue, bot_id, chat_id), _enqueue)
+        transaction.on_commit(enqueue, robust=True)
 
 
 def _claim_head(*, bot_id: int, chat_id: int) -> OutboundMessage | None:

@@ -1,0 +1,34 @@
+"""URLs of the REST API and its OpenAPI schema; none ends in a slash."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from bots.apis import (
+    BotReloadApi,
+    SpecPublishApi,
+    TranslationCoverageApi,
+    TranslationListApi,
+    TranslationSetApi,
+)
+
+urlpatterns = [
+    path("bots/<int:id>/reload", BotReloadApi.as_view(), name="api-bot-reload"),
+    path("bots/<int:id>/versions", SpecPublishApi.as_view(), name="api-spec-publish"),
+    path("bots/<int:id>/i18n", TranslationListApi.as_view(), name="api-translations"),
+    path(
+        "bots/<int:id>/i18n/coverage",
+        TranslationCoverageApi.as_view(),
+        name="api-translation-coverage",
+    ),
+    path(
+        "bots/<int:id>/i18n/<str:locale>/<str:key>",
+        TranslationSetApi.as_view(),
+        name="api-translation",
+    ),
+    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path(
+        "api/docs",
+        SpectacularSwaggerView.as_view(url_name="api-schema"),
+        name="api-docs",
+    ),
+]
