@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TEST_WORKERS ?= 4
+PROMTOOL := tools/prometheus/usr/bin/promtool
 
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/botfactory)
 TEST_REDIS_URL := $(or $(REDIS_URL),redis://127.0.0.1:6379/0)
+# Tests speak plain HTTP to the app, so the redirect to HTTPS is off; the
+# HTTPS tests turn it on themselves.
 TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	CACHE_KEY_PREFIX=bftest DEBUG=0 LOG_FORMAT=text DOTENV_PATH=/dev/null \
 	DATABASE_STATEMENT_TIMEOUT_MS=60000 \
 	ALLOWED_HOSTS=testserver,127.0.0.1,localhost \
+	SECURE_SSL_REDIRECT=0 \
 	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
 	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
@@ -30,10 +34,20 @@ run: $(VENV)/.installed .env
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 # System tools that tests drive (psql and redis-cli for the service checks
-# and outage tests); installed, never skipped.
-deps:
+# and outage tests, promtool for the alert rules); installed, never skipped.
+deps: $(PROMTOOL)
 	@command -v psql >/dev/null && command -v redis-cli >/dev/null || \
 		(apt-get update -qq && apt-get install -y -qq postgresql-client redis-tools)
+
+# promtool ships in Debian's prometheus package (2.42); unpacking the .deb
+# gives a standalone binary without installing the server.
+$(PROMTOOL):
+	rm -rf tools/download && mkdir -p tools/download
+	cd tools/download && (apt-get download -qq prometheus || \
+		(apt-get update -qq && apt-get download -qq prometheus))
+	dpkg -x tools/download/prometheus_*.deb tools/prometheus
+	rm -rf tools/download
+	test -x $@
 
 test: $(VENV)/.installed deps
 	@$(TEST_ENV) $(PY) -m tests.services_check

@@ -1,18 +1,28 @@
 import os
+import sys
 from typing import Any
 
 from celery import Celery
 from celery.signals import (
     before_task_publish,
+    task_failure,
     task_postrun,
     task_prerun,
+    task_retry,
     worker_init,
     worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
 )
 
 from botfactory.context import context_get, context_pop, context_push, new_trace_id
+from botfactory.multiproc import MULTIPROC_ENV, worker_metrics_dir_prepare
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "botfactory.settings")
+# Before anything imports prometheus_client: nothing above does. None unless
+# this process is a `celery worker` that exports its metrics.
+_worker_metrics_dir = worker_metrics_dir_prepare(sys.argv)
 
 app = Celery("botfactory")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -64,3 +74,54 @@ def _install_database_deadline(**_: object) -> None:
     from botfactory.database import database_deadline_install
 
     database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)
+
+
+@worker_ready.connect
+def _start_worker_metrics(sender: Any = None, **_: object) -> None:
+    """Serve the worker's metrics and start its monitor, in the main process.
+
+    Not in a worker run inside another program (the tests' in-thread one).
+    """
+    if _worker_metrics_dir is None:
+        return
+
+    from botfactory.worker_metrics import broker_queues_list, worker_metrics_start
+
+    worker_metrics_start(
+        hostname=getattr(sender, "hostname", None) or f"pid-{os.getpid()}",
+        queues=broker_queues_list(app),
+        transport_options=dict(app.conf.broker_transport_options or {}),
+    )
+
+
+@worker_shutdown.connect
+def _stop_worker_metrics(**_: object) -> None:
+    from botfactory.worker_metrics import worker_metrics_stop
+
+    worker_metrics_stop()
+
+
+@worker_process_shutdown.connect
+def _forget_worker_child(pid: int | None = None, **_: object) -> None:
+    """Drop the live gauges of a prefork child as it exits."""
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        from prometheus_client.multiprocess import mark_process_dead
+
+        mark_process_dead(pid or os.getpid(), path=path)
+
+
+@task_failure.connect
+@task_retry.connect
+def _count_database_unavailable(
+    exception: BaseException | None = None,
+    reason: BaseException | None = None,
+    **_: object,
+) -> None:
+    """Count a task that failed or will retry because the database is down."""
+    from botfactory.errors import is_database_unavailable
+    from botfactory.metrics import DB_UNAVAILABLE
+
+    error = exception if exception is not None else reason
+    if error is not None and is_database_unavailable(error):
+        DB_UNAVAILABLE.inc()

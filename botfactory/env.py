@@ -4,6 +4,7 @@ Each helper fails at start-up with a message naming the variable when the
 value is malformed, so a typo never turns into a silent default.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -112,6 +113,23 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
         return list(default or [])
 
     return _split(value)
+
+
+def env_networks(name: str) -> list[str]:
+    """Return a comma-separated list of IP addresses and CIDR blocks.
+
+    Raises ImproperlyConfigured naming the first item that is neither.
+    """
+    values = env_list(name)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must list IP addresses or CIDR blocks; got {value!r}."
+            ) from None
+
+    return values
 
 
 def env_secret_list(name: str) -> list[str]:

@@ -11,6 +11,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from botfactory.metrics import DB_UNAVAILABLE
+
 logger = logging.getLogger(__name__)
 
 
@@ -69,6 +71,9 @@ def json_error(
 
 
 def db_unavailable_response() -> JsonResponse:
+    """Answer 503 ``db_unavailable`` and count it."""
+    DB_UNAVAILABLE.inc()
+
     return json_error(
         "The database is unavailable; try again later.",
         code="db_unavailable",
@@ -87,6 +92,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body.update(exc.extra)
         return Response(body, status=exc.status_code)
     if isinstance(exc, DatabaseError) and is_database_unavailable(exc):
+        DB_UNAVAILABLE.inc()
         return Response(
             {"detail": "The database is unavailable.", "code": "db_unavailable"},
             status=503,

@@ -4,7 +4,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from botfactory import health
+from botfactory import health, metrics_views
 from botfactory.context import context_scope, new_trace_id
 from botfactory.database import database_deadline_install
 from botfactory.errors import db_unavailable_response, is_database_unavailable
@@ -13,6 +13,8 @@ _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _HEALTH_VIEWS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
     "/health": health.health,
     "/health/db": health.health_db,
+    # Prometheus scrapes by IP address too, and /metrics reads no database.
+    "/metrics": metrics_views.metrics_page,
 }
 
 
@@ -34,11 +36,12 @@ class RequestContextMiddleware:
 
 
 class HealthCheckMiddleware:
-    """Answer ``/health`` and ``/health/db`` before the host is validated.
+    """Answer ``/health``, ``/health/db`` and ``/metrics`` before the host is
+    validated.
 
-    Load balancers and orchestrators probe by IP address, which
-    ``ALLOWED_HOSTS`` would turn into a 400. The probes build no URL from the
-    Host header, so answering them whatever it says is safe.
+    Load balancers, orchestrators and Prometheus call by IP address, which
+    ``ALLOWED_HOSTS`` would turn into a 400. These pages build no URL from
+    the Host header, so answering them whatever it says is safe.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:

@@ -21,11 +21,13 @@ from botfactory.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_secret,
     env_secret_list,
     env_str,
     env_url,
 )
+from botfactory.sentry import sentry_init, sentry_logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -60,17 +62,21 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "django_prometheus",
     "botfactory",
     "bots",
     "i18n",
 ]
 
 MIDDLEWARE = [
+    # First and last, so that django_http_* metrics cover the whole chain.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "botfactory.middleware.RequestContextMiddleware",
-    # Answers /health and /health/db before CommonMiddleware validates the
-    # host, so that a probe by IP address works whatever ALLOWED_HOSTS says.
+    # Answers /health, /health/db and /metrics before CommonMiddleware
+    # validates the host, so that a probe by IP address works whatever
+    # ALLOWED_HOSTS says.
     "botfactory.middleware.HealthCheckMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -79,6 +85,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "botfactory.middleware.DatabaseUnavailableMiddleware",
+    "botfactory.metrics_views.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "botfactory.urls"
@@ -106,10 +113,41 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `manage.py collectstatic` fills it (the Docker image does at build time);
+# whitenoise serves it, so the admin is styled without DEBUG and without a
+# web server in front that knows about static files.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")) or "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Not the manifest variant: that one needs collectstatic before any page
+    # renders, which tests and `make run` never do.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- HTTPS --------------------------------------------------------------------
+
+# TLS ends at the proxy in front, which must set X-Forwarded-Proto (and strip
+# one sent by a client).
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+# Telegram does not follow redirects (it retries the update for a day) and
+# probes and scrapers call these by plain HTTP from inside the network.
+SECURE_REDIRECT_EXEMPT = [
+    r"^telegram/\d+/webhook$",
+    r"^health$",
+    r"^health/db$",
+    r"^metrics$",
+]
+# Sent on HTTPS answers only; includeSubDomains and preload are what the
+# preload list asks for, and cost nothing until the domain is submitted.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool(
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True
+)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
 
 # Where the embedded default keeps its SQLite files and bots' own SQLite data.
 DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "data")) or "")
@@ -281,6 +319,64 @@ OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
 # How long a send may stay in flight before another worker may retry it.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0, minimum=1.0)
 
+# --- LLM ----------------------------------------------------------------------
+
+# Any OpenAI-compatible server (vLLM, Ollama, llama.cpp) works; with no key
+# set, a built-in echo provider answers so the embedded default runs offline.
+_OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+OPENAI_BASE_URL = (
+    env_url("OPENAI_BASE_URL", _OPENAI_DEFAULT_URL, schemes=("http", "https"))
+    or _OPENAI_DEFAULT_URL
+)
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+LLM_MODEL = env_str("LLM_MODEL", "gpt-4o-mini") or "gpt-4o-mini"
+# The provider's label in metrics and the circuit breaker's key.
+_LLM_DEFAULT_PROVIDER = "openai" if OPENAI_API_KEY else "echo"
+LLM_PROVIDER_NAME = (
+    env_str("LLM_PROVIDER_NAME", _LLM_DEFAULT_PROVIDER) or _LLM_DEFAULT_PROVIDER
+)
+LLM_BREAKER_FAILURE_THRESHOLD = env_int("LLM_BREAKER_FAILURE_THRESHOLD", 5, minimum=1)
+LLM_BREAKER_COOLDOWN_SECONDS = env_float(
+    "LLM_BREAKER_COOLDOWN_SECONDS", 30.0, minimum=0.1
+)
+# How long a half-open probe holds its lease; a prober that dies frees it
+# after this long. Longer than one attempt's timeout.
+LLM_BREAKER_PROBE_TTL_SECONDS = env_float(
+    "LLM_BREAKER_PROBE_TTL_SECONDS", 30.0, minimum=0.1
+)
+# Per attempt; an attempt also never outlives the caller's deadline.
+LLM_TIMEOUT_SECONDS = env_float("LLM_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+LLM_MAX_ATTEMPTS = env_int("LLM_MAX_ATTEMPTS", 4, minimum=1)
+LLM_BACKOFF_INITIAL_SECONDS = env_float("LLM_BACKOFF_INITIAL_SECONDS", 0.5, minimum=0.0)
+LLM_BACKOFF_MAX_SECONDS = env_float("LLM_BACKOFF_MAX_SECONDS", 8.0, minimum=0.0)
+# How long an identical request waits for the one in flight before it calls
+# the provider itself.
+LLM_CACHE_WAIT_SECONDS = env_float("LLM_CACHE_WAIT_SECONDS", 15.0, minimum=0.0)
+
+# --- LLM node -----------------------------------------------------------------
+
+# LLM answers wait on the network: their own queue, for a worker with a
+# thread pool (`celery -A botfactory worker -Q llm -P threads -c 32`).
+CELERY_TASK_ROUTES = {"bots.llm_answer": {"queue": "llm"}}
+# A run killed mid-call is redelivered; past this many redeliveries the user
+# gets the fallback instead of another attempt.
+LLM_TASK_MAX_REDELIVERIES = env_int("LLM_TASK_MAX_REDELIVERIES", 3, minimum=0)
+# A run holds its request for the node's budget plus this long (over one
+# Bot API call's bound, which an answer may wait for the "thinking…" message
+# to take); after that the sweep hands it to another worker. Far under the
+# broker's visibility timeout (3600 s), so a lost worker is noticed by the
+# lease first.
+LLM_TASK_LEASE_GRACE_SECONDS = env_float(
+    "LLM_TASK_LEASE_GRACE_SECONDS", 30.0, minimum=1.0
+)
+# The sweep re-enqueues a pending request this long after it was enqueued.
+LLM_SWEEP_AFTER_SECONDS = env_float("LLM_SWEEP_AFTER_SECONDS", 10.0, minimum=1.0)
+# A prefork worker would stop an answer at the general limits (60 / 90 s)
+# before a node's longest budget (120 s) ran out; thread pools have none.
+CELERY_TASK_ANNOTATIONS = {
+    "bots.llm_answer": {"soft_time_limit": 180, "time_limit": 210},
+}
+
 # --- bots' own SQL ------------------------------------------------------------
 
 SQL_ROW_CAP = env_int("SQL_ROW_CAP", 1000, minimum=1)
@@ -324,6 +420,31 @@ LOGGING = {
     },
 }
 
+# --- metrics ------------------------------------------------------------------
+
+# GET /metrics is open unless one of these is set; with both, a scraper needs
+# an allowed address and the credentials.
+METRICS_BASIC_AUTH = env_secret("METRICS_BASIC_AUTH")
+if METRICS_BASIC_AUTH is not None and ":" not in METRICS_BASIC_AUTH:
+    raise ImproperlyConfigured("METRICS_BASIC_AUTH must be user:password.")
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS")
+# A Celery worker serves its own processes' metrics on this port (0: none).
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 9808, minimum=0)
+WORKER_METRICS_ADDRESS = env_str("WORKER_METRICS_ADDRESS", "0.0.0.0") or "0.0.0.0"
+# How often a worker samples the outbox, the broker queues and its peers.
+METRICS_MONITOR_INTERVAL_SECONDS = env_float(
+    "METRICS_MONITOR_INTERVAL_SECONDS", 15.0, minimum=0.1
+)
+
+# --- error reporting ----------------------------------------------------------
+
+# Off unless a DSN is given; events are redacted as the logs are.
+SENTRY_DSN = env_secret("SENTRY_DSN")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production") or "production"
+if SENTRY_DSN:
+    sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
+    LOGGING = sentry_logging_config(LOGGING)
+
 # --- REST API -----------------------------------------------------------------
 
 REST_FRAMEWORK = {
@@ -360,6 +481,10 @@ SPECTACULAR_SETTINGS = {
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {
         "task": "bots.outbox_sweep",
+        "schedule": OUTBOX_SWEEP_INTERVAL_SECONDS,
+    },
+    "llm-sweep": {
+        "task": "bots.llm_sweep",
         "schedule": OUTBOX_SWEEP_INTERVAL_SECONDS,
     },
 }

@@ -8,6 +8,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from bots.models import TOKEN_RE, Bot, Conversation, OutboundMessage, SpecVersion
+from bots.observability import spec_reload_record
 from bots.services.bots import bot_activate, bot_deactivate
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
 from i18n.admin import TranslationAdminForm
@@ -181,6 +182,7 @@ class BotAdmin(admin.ModelAdmin):
         Bot.objects.filter(pk=form.instance.pk).update(
             cache_revision=F("cache_revision") + 1
         )
+        spec_reload_record()
 
     @admin.action(description=_("Publish the draft spec"))
     def publish_draft(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:

@@ -247,3 +247,71 @@ class BlockedChat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot_id}:{self.chat_id}"
+
+
+class LlmRequest(models.Model):
+    """One ``llm.v1`` node's question to a language model, and its answer.
+
+    Recorded with the update that reached the node; a worker claims it with
+    a lease, asks the model outside any transaction and feeds the answer (or
+    the fallback) back into the conversation. The sweep re-enqueues requests
+    left pending or whose lease ran out, so a lost broker message only
+    delays the answer.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        RUNNING = "running", _("running")
+        DONE = "done", _("done")
+        FAILED = "failed", _("failed (fallback sent)")
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="+"
+    )
+    update_id = models.BigIntegerField()
+    node_id = models.CharField(max_length=32)
+    # The conversation's key for this visit of the node; the answer is used
+    # only while the conversation still waits for it.
+    request_key = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    # The RequestLlm action and the update facts the answer is sent with.
+    request = models.JSONField()
+    answer = models.TextField(blank=True)
+    # Why the fallback was sent (breaker_open, deadline, ...), or why the
+    # answer was not used (abandoned).
+    error = models.CharField(max_length=32, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=255, blank=True)
+    lease_until = models.DateTimeField(null=True)
+    enqueued_at = models.DateTimeField(null=True)
+    thinking_message = models.ForeignKey(
+        OutboundMessage, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    typing_message = models.ForeignKey(
+        OutboundMessage, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["bot", "update_id", "node_id"], name="llm_request_unique"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"],
+                name="llm_request_open_by_age",
+                condition=Q(status__in=["pending", "running"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bot_id}:{self.update_id}:{self.node_id} ({self.status})"

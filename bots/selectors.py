@@ -1,6 +1,7 @@
 import threading
 from collections import OrderedDict
 
+from botfactory.metrics import CACHE_REQUESTS
 from bots.models import Bot, SpecVersion
 from dsl import Spec, spec_validate
 
@@ -26,8 +27,10 @@ def spec_get(*, version: SpecVersion) -> Spec:
         spec = _spec_cache.get(version.pk)
         if spec is not None:
             _spec_cache.move_to_end(version.pk)
+            CACHE_REQUESTS.labels(cache="spec", result="hit").inc()
             return spec
 
+    CACHE_REQUESTS.labels(cache="spec", result="miss").inc()
     spec = spec_validate(version.source)
     with _spec_lock:
         _spec_cache[version.pk] = spec

@@ -11,6 +11,7 @@ import os
 import threading
 import warnings
 from collections.abc import Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -49,7 +50,13 @@ class TelegramError(Exception):
 
 
 class TelegramNetworkError(TelegramError):
+    """No answer, or a 5xx one (``error_code`` holds its HTTP status then)."""
+
     retryable = True
+
+
+class TelegramTimeoutError(TelegramNetworkError):
+    """The Bot API did not answer in time."""
 
 
 class TelegramRetryAfterError(TelegramError):
@@ -88,6 +95,14 @@ class TelegramUnauthorizedError(TelegramError):
     """The token is wrong or was revoked."""
 
 
+class _StatusRecordingRequest(HTTPXRequest):
+    async def do_request(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        code, payload = await super().do_request(*args, **kwargs)
+        _http_status.set(code)
+
+        return code, payload
+
+
 @dataclass
 class _Loop:
     pid: int
@@ -98,6 +113,9 @@ class _Loop:
 
 
 _state: _Loop | None = None
+# The HTTP status of the call in progress: python-telegram-bot keeps it out of
+# the NetworkError it raises for a 5xx answer.
+_http_status: ContextVar[int | None] = ContextVar("telegram_http_status", default=None)
 _state_lock = threading.Lock()
 
 
@@ -115,7 +133,7 @@ def _loop_state() -> _Loop:
             _state = _Loop(
                 pid=os.getpid(),
                 loop=loop,
-                request=HTTPXRequest(
+                request=_StatusRecordingRequest(
                     connection_pool_size=64,
                     read_timeout=timeout,
                     write_timeout=timeout,
@@ -169,7 +187,9 @@ def _seconds(value: int | float | timedelta) -> float:
     return float(value)
 
 
-def _translate(exc: ptb_error.TelegramError) -> TelegramError:
+def _translate(
+    exc: ptb_error.TelegramError, *, http_status: int | None = None
+) -> TelegramError:
     message = str(exc.message if hasattr(exc, "message") else exc)
     if isinstance(exc, ptb_error.RetryAfter):
         return TelegramRetryAfterError(message, retry_after=_seconds(exc.retry_after))
@@ -185,10 +205,12 @@ def _translate(exc: ptb_error.TelegramError) -> TelegramError:
         return TelegramBadRequestError(message, error_code=400)
     if isinstance(exc, ptb_error.EndPointNotFound):
         return TelegramBadRequestError(message, error_code=404)
+    if isinstance(exc, ptb_error.TimedOut):
+        return TelegramTimeoutError(message)
     if isinstance(exc, ptb_error.NetworkError):
-        # TimedOut is a NetworkError too; both mean "try again later", and
-        # PTB reports a 5xx from the API as a NetworkError as well.
-        return TelegramNetworkError(message)
+        # Both mean "try again later": PTB reports a 5xx from the API as a
+        # NetworkError too, which is when an HTTP status was recorded.
+        return TelegramNetworkError(message, error_code=http_status)
 
     return TelegramError(message)
 
@@ -199,7 +221,8 @@ def telegram_call(
     """Call a Bot API method and return its ``result``.
 
     Raises a ``TelegramError`` subclass: ``TelegramRetryAfterError``,
-    ``TelegramNetworkError`` (both retryable), ``TelegramForbiddenError``,
+    ``TelegramNetworkError`` or its ``TelegramTimeoutError`` (all
+    retryable), ``TelegramForbiddenError``,
     ``TelegramBadRequestError``, ``TelegramChatMigratedError``,
     ``TelegramConflictError`` or ``TelegramUnauthorizedError``.
     """
@@ -210,16 +233,21 @@ def telegram_call(
         read_timeout += float((params or {}).get("timeout", 0))
 
     async def call() -> Any:
+        _http_status.set(None)
         # Every timeout explicit: python-telegram-bot reads None as "wait
         # forever", and a hung Bot API call must not hold a worker.
-        return await bot.do_api_request(
-            method,
-            api_kwargs=dict(params or {}),
-            read_timeout=read_timeout,
-            write_timeout=timeout,
-            connect_timeout=min(timeout, 5.0),
-            pool_timeout=timeout,
-        )
+        try:
+            return await bot.do_api_request(
+                method,
+                api_kwargs=dict(params or {}),
+                read_timeout=read_timeout,
+                write_timeout=timeout,
+                connect_timeout=min(timeout, 5.0),
+                pool_timeout=timeout,
+            )
+        except ptb_error.TelegramError as exc:
+            # Translated here, where the answer's HTTP status is still known.
+            raise _translate(exc, http_status=_http_status.get()) from None
 
     try:
         # The overall bound covers the phases together, plus a margin.
@@ -227,4 +255,4 @@ def telegram_call(
     except ptb_error.TelegramError as exc:
         raise _translate(exc) from None
     except TimeoutError:
-        raise TelegramNetworkError("The Bot API call did not finish in time.") from None
+        raise TelegramTimeoutError("The Bot API call did not finish in time.") from None

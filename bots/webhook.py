@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from botfactory.context import context_bind
 from botfactory.errors import json_error
 from bots.models import Bot
+from bots.observability import webhook_observed
 from bots.services.outbox import outbox_sweep_if_due
 from bots.services.updates import update_process
 
@@ -104,6 +105,7 @@ def _secret_matches(request: HttpRequest, bot: Bot) -> bool:
 
 
 @csrf_exempt
+@webhook_observed
 def telegram_webhook(request: HttpRequest, bot_id: int) -> JsonResponse:
     if request.method != "POST":
         response = json_error("Use POST.", code="method_not_allowed", status=405)

@@ -7,6 +7,8 @@ from dsl.actions import (
     Action,
     AnswerCallback,
     EditMessage,
+    LlmMessage,
+    RequestLlm,
     RunSql,
     SendMessage,
     action_from_dict,
@@ -24,6 +26,7 @@ from dsl.events import (
     CommandEvent,
     ContactEvent,
     Event,
+    LlmResultEvent,
     SqlResultEvent,
     TextEvent,
     UnsupportedEvent,
@@ -39,6 +42,7 @@ from dsl.spec import Command, DeepLink, Spec, spec_json_schema, spec_validate
 from dsl.sql import ParsedSql, sql_parse
 from dsl.state import ConversationState, MessageRef
 from dsl.text import ParseMode, escape, render_template, split_text
+from dsl.text.answer import answer_chunks
 from dsl.turn import Incident
 
 __all__ = [
@@ -60,9 +64,12 @@ __all__ = [
     "ExecutionResult",
     "Incident",
     "LintIssue",
+    "LlmMessage",
+    "LlmResultEvent",
     "MessageRef",
     "ParseMode",
     "ParsedSql",
+    "RequestLlm",
     "RunSql",
     "SendMessage",
     "Spec",
@@ -75,6 +82,7 @@ __all__ = [
     "Translator",
     "UnsupportedEvent",
     "action_from_dict",
+    "answer_chunks",
     "builtin_has",
     "component_register",
     "component_types",

@@ -69,8 +69,39 @@ class RunSql(_Action):
     into: str | None = None
 
 
+class LlmMessage(_Action):
+    """One message of the conversation sent to a language model."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class RequestLlm(_Action):
+    """Ask a language model; the answer comes back as an ``LlmResultEvent``.
+
+    ``request_key`` names this visit of the node (the result must carry it
+    back); ``budget_seconds`` bounds the wait for the answer, after which the
+    user gets the fallback text. ``thinking_text`` (message text in HTML),
+    when set, is sent at once and replaced by the answer; ``typing`` shows
+    the typing indicator while the user waits.
+    """
+
+    kind: Literal["request_llm"] = "request_llm"
+    node_id: str
+    request_key: str
+    messages: list[LlmMessage]
+    model: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    budget_seconds: float
+    cache_ttl_seconds: int = 0
+    thinking_text: str | None = None
+    typing: bool = True
+
+
 Action = Annotated[
-    SendMessage | EditMessage | AnswerCallback | RunSql, Field(discriminator="kind")
+    SendMessage | EditMessage | AnswerCallback | RunSql | RequestLlm,
+    Field(discriminator="kind"),
 ]
 
 _ACTION_ADAPTER: TypeAdapter[Action] = TypeAdapter(Action)

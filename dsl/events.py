@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-_FIXED_KINDS = ("command", "text", "callback", "contact", "sql_result")
+_FIXED_KINDS = ("command", "text", "callback", "contact", "sql_result", "llm_result")
 
 
 class _Event(BaseModel):
@@ -84,6 +84,21 @@ class SqlResultEvent(_Event):
     error: str | None = None
 
 
+class LlmResultEvent(_Event):
+    """The outcome of a ``RequestLlm`` action, fed back by the runtime.
+
+    ``text`` is the model's answer; ``error`` (a reason such as
+    ``breaker_open`` or ``deadline``) means there is none and the node
+    answers with its fallback text.
+    """
+
+    kind: Literal["llm_result"] = "llm_result"
+    node_id: str
+    request_key: str
+    text: str | None = None
+    error: str | None = None
+
+
 def _event_tag(value: Any) -> str:
     kind = (
         value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
@@ -98,7 +113,8 @@ Event = Annotated[
     | Annotated[CallbackEvent, Tag("callback")]
     | Annotated[ContactEvent, Tag("contact")]
     | Annotated[UnsupportedEvent, Tag("unsupported")]
-    | Annotated[SqlResultEvent, Tag("sql_result")],
+    | Annotated[SqlResultEvent, Tag("sql_result")]
+    | Annotated[LlmResultEvent, Tag("llm_result")],
     Discriminator(_event_tag),
 ]
 
@@ -118,4 +134,4 @@ def is_user_event(event: Event) -> bool:
 
     Never raises.
     """
-    return not isinstance(event, SqlResultEvent)
+    return not isinstance(event, SqlResultEvent | LlmResultEvent)

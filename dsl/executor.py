@@ -6,7 +6,9 @@ Rules every node shares, in the order they apply:
    restarted: a message and the start node.
 2. While a SQL node waits for its result, only that ``SqlResultEvent``
    moves on; ``/start`` and ``/cancel`` abandon the wait; anything else is
-   asked to wait a moment. A result nobody waits for is ignored.
+   asked to wait a moment. A result nobody waits for is ignored. The same
+   holds while an LLM node waits for its ``LlmResultEvent``, which arrives
+   in a later run of the executor.
 3. Commands: a wizard takes ``/cancel``, ``/back`` and ``/skip`` first;
    ``/start`` opens the matching deep link or the start node; a command of
    the spec opens its node; ``/cancel`` elsewhere says so and shows the
@@ -23,7 +25,13 @@ from pydantic import BaseModel, Field
 
 from dsl.actions import Action
 from dsl.context import ExecutionContext
-from dsl.events import CallbackEvent, CommandEvent, Event, SqlResultEvent
+from dsl.events import (
+    CallbackEvent,
+    CommandEvent,
+    Event,
+    LlmResultEvent,
+    SqlResultEvent,
+)
 from dsl.spec import Spec
 from dsl.state import ConversationState
 from dsl.turn import Incident, Turn
@@ -46,11 +54,15 @@ class ExecutionResult(BaseModel):
 
 def _position_valid(spec: Spec, state: ConversationState) -> bool:
     if state.node is None:
-        return state.pending_sql is None
+        return state.pending_sql is None and state.pending_llm is None
     node = spec.nodes.get(state.node)
     if node is None:
         return False
     if state.pending_sql is not None and state.pending_sql != state.node:
+        return False
+    if state.pending_llm is not None and not state.pending_llm.startswith(
+        f"{state.node}#"
+    ):
         return False
 
     return node.position_valid(state)
@@ -107,6 +119,25 @@ def _while_sql_pending(turn: Turn, event: Event) -> bool:
     return True
 
 
+def _while_llm_pending(turn: Turn, event: Event) -> bool:
+    """Take an event that arrives while an LLM answer is awaited; return if handled."""
+    state = turn.state
+    if isinstance(event, LlmResultEvent):
+        if event.request_key == state.pending_llm and state.node is not None:
+            turn.spec.nodes[state.node].handle(turn, event)
+        return True
+    if isinstance(event, CommandEvent) and event.command in _ESCAPE_COMMANDS:
+        # The answer, when it comes, finds nobody waiting and is dropped.
+        state.pending_llm = None
+        return False
+    if isinstance(event, CallbackEvent):
+        turn.notice("bf.please_wait")
+    else:
+        turn.send(turn.text("bf.please_wait"))
+
+    return True
+
+
 def _dispatch(turn: Turn, event: Event) -> None:
     spec, state = turn.spec, turn.state
     if not _position_valid(spec, state):
@@ -120,7 +151,9 @@ def _dispatch(turn: Turn, event: Event) -> None:
 
     if state.pending_sql is not None and _while_sql_pending(turn, event):
         return
-    if isinstance(event, SqlResultEvent):
+    if state.pending_llm is not None and _while_llm_pending(turn, event):
+        return
+    if isinstance(event, SqlResultEvent | LlmResultEvent):
         return
     if isinstance(event, CommandEvent):
         _command(turn, event)

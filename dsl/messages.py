@@ -54,6 +54,10 @@ BUILTIN_TEXTS: Mapping[str, Mapping[str, str]] = {
         "bf.yes": "Yes",
         "bf.no": "No",
         "bf.share_contact": "📱 Share my phone number",
+        "bf.llm.thinking": "Thinking…",
+        "bf.llm.fallback": (
+            "Sorry, I can't answer that right now. Please try again later."
+        ),
     },
     "uk": {
         "bf.invalid_text": "Будь ласка, надішліть відповідь текстовим повідомленням.",
@@ -93,6 +97,10 @@ BUILTIN_TEXTS: Mapping[str, Mapping[str, str]] = {
         "bf.yes": "Так",
         "bf.no": "Ні",
         "bf.share_contact": "📱 Поділитися номером телефону",
+        "bf.llm.thinking": "Думаю…",
+        "bf.llm.fallback": (
+            "Вибачте, зараз я не можу на це відповісти. Спробуйте пізніше."
+        ),
     },
 }
 

@@ -40,6 +40,8 @@ class ConversationState(BaseModel):
     vars: dict[str, Any] = Field(default_factory=dict)
     # The SQL node whose RunSql awaits its SqlResultEvent.
     pending_sql: str | None = None
+    # The request key of the RequestLlm whose LlmResultEvent is awaited.
+    pending_llm: str | None = None
     # Transitions since the last user event; bounds runaway chains.
     chain: int = 0
     # A reply keyboard (the share-contact one) is shown and must be removed.
@@ -64,7 +66,7 @@ class ConversationState(BaseModel):
 
         Never raises.
         """
-        if self.pending_sql is not None:
+        if self.pending_sql is not None or self.pending_llm is not None:
             return False
         if self.node is None:
             return True

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from dsl.actions import Action, AnswerCallback, EditMessage, RunSql, SendMessage
+from dsl.actions import (
+    Action,
+    AnswerCallback,
+    EditMessage,
+    RequestLlm,
+    RunSql,
+    SendMessage,
+)
 from dsl.callback import CallbackData, callback_decode, callback_encode, owner_tag
 from dsl.context import ExecutionContext
 from dsl.events import CallbackEvent, Event, SqlResultEvent, is_user_event
@@ -257,6 +264,24 @@ class Turn:
         self.actions.append(action)
         self.state.pending_sql = action.node_id
 
+    def request_key(self) -> str:
+        """Return the key of an LLM request made at this visit of the node.
+
+        The generation changes on every node entry, so a result for an
+        earlier visit never matches. Never raises.
+        """
+        return f"{self.state.node or ''}#{self.state.generation}"
+
+    def request_llm(self, action: RequestLlm) -> None:
+        """Ask the runtime for an LLM answer; the conversation waits for it.
+
+        Never raises.
+        """
+        self.actions.append(action)
+        self.state.pending_llm = action.request_key
+        # The request waits for a worker: later messages start a new chain.
+        self.state.chain = 0
+
     def report(self, code: str, detail: str) -> None:
         """Record a spec problem met at the current node.
 
@@ -316,6 +341,7 @@ class Turn:
         self.state.history = []
         self.state.page = 0
         self.state.pending_sql = None
+        self.state.pending_llm = None
 
     def _arrive(self, node_id: str) -> None:
         self._reset_position(node_id)

@@ -2,6 +2,7 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
+from botfactory.metrics import CACHE_REQUESTS
 from i18n.models import Translation
 from i18n.plurals import PLURAL_CATEGORIES, PLURAL_OTHER
 from i18n.translator import BotTranslator
@@ -85,6 +86,9 @@ def translator_get(
     Nothing is raised beyond database errors.
     """
     table = _tables.get(bot_id, revision)
+    CACHE_REQUESTS.labels(
+        cache="translations", result="miss" if table is None else "hit"
+    ).inc()
     if table is None:
         # Read outside the lock: a slow query for one bot must not hold up
         # the others. Two threads may both read; the result is the same.

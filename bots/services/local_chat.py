@@ -124,7 +124,18 @@ class LocalChat:
     def _process(self, body: dict[str, Any]) -> list[Reply]:
         update = {"update_id": self._next_update_id(), **body}
         result = update_process(bot=self.bot, update=update, local=True)
-        replies = [reply for m in result.messages if (reply := _reply(m)) is not None]
+        # An LLM node's answer is written by a task after the update (in
+        # process here), under the same update id.
+        messages = list(result.messages)
+        seen = {message.pk for message in messages}
+        messages += (
+            OutboundMessage.objects.filter(
+                bot=self.bot, update_id=update["update_id"], chat_id=self.user_id
+            )
+            .exclude(pk__in=seen)
+            .order_by("id")
+        )
+        replies = [reply for m in messages if (reply := _reply(m)) is not None]
         for reply in replies:
             if reply.kind in ("message", "edit") and reply.buttons:
                 self.keyboard = reply.buttons

@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
+from bots.observability import telegram_send_call
 from bots.telegram import (
     TelegramBadRequestError,
     TelegramChatMigratedError,
@@ -27,7 +28,6 @@ from bots.telegram import (
     TelegramForbiddenError,
     TelegramRetryAfterError,
     TelegramUnauthorizedError,
-    telegram_call,
 )
 from bots.updates import ParsedUpdate
 from dsl import Action, AnswerCallback, EditMessage, SendMessage
@@ -274,8 +274,12 @@ def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
         return True
 
     try:
-        result = telegram_call(
-            token=bot.token, method=message.method, params=message.payload
+        result = telegram_send_call(
+            token=bot.token,
+            method=message.method,
+            params=message.payload,
+            attempts=message.attempts,
+            max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
         )
     except TelegramRetryAfterError as exc:
         logger.info("Telegram asked to retry after %s s.", exc.retry_after)

@@ -9,6 +9,7 @@ from django.db.models import F, Max
 
 from botfactory.errors import ApplicationError
 from bots.models import Bot, SpecVersion
+from bots.observability import spec_reload_record
 from dsl import LintIssue, Spec, SpecInvalidError, spec_lint, spec_validate
 from i18n.selectors import translation_keys_get
 
@@ -90,6 +91,7 @@ def spec_publish(
         Bot.objects.filter(pk=bot.pk).update(
             live_version=version, cache_revision=F("cache_revision") + 1
         )
+        spec_reload_record()
     bot.refresh_from_db(fields=["live_version", "cache_revision"])
     logger.info("Bot %s published spec version %s.", bot.pk, number)
 
@@ -120,6 +122,7 @@ def bot_reload(*, bot: Bot) -> SpecVersion:
         raise NoLiveVersionError()
 
     Bot.objects.filter(pk=bot.pk).update(cache_revision=F("cache_revision") + 1)
+    spec_reload_record()
     bot.refresh_from_db(fields=["cache_revision", "live_version"])
     logger.info("Bot %s reloaded.", bot.pk)
     assert bot.live_version is not None

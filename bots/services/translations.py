@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import F
 
 from bots.models import Bot
+from bots.observability import spec_reload_record
 from bots.selectors import spec_get, spec_version_get_live
 from dsl import builtin_has, spec_translation_refs
 from i18n.models import Translation
@@ -45,6 +46,7 @@ def bot_translation_set(
             bot_id=bot.pk, locale=locale, key=key, forms=forms
         )
         Bot.objects.filter(pk=bot.pk).update(cache_revision=F("cache_revision") + 1)
+        spec_reload_record()
     bot.refresh_from_db(fields=["cache_revision"])
     logger.info("Bot %s translation %s set in %s.", bot.pk, key, translation.locale)
 

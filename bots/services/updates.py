@@ -16,7 +16,12 @@ from django.db.models import Max
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage, ProcessedUpdate
+from bots.observability import executor_step_timed, update_outcome_record
 from bots.selectors import spec_get
+from bots.services.llm_requests import (
+    llm_actions_without_requests,
+    llm_requests_record,
+)
 from bots.services.outbox import outbox_messages_build, outbox_schedule
 from bots.sql import sql_run
 from bots.updates import ParsedUpdate, update_parse
@@ -27,6 +32,7 @@ from dsl import (
     Event,
     ExecutionContext,
     RunSql,
+    Spec,
     SqlResultEvent,
     execute,
 )
@@ -114,6 +120,15 @@ def _chat_type(value: str | None) -> ChatType:
     return "private"
 
 
+def _component(spec: Spec, state: ConversationState, node_id: str | None = None) -> str:
+    """Name the component type of the node that takes the next step."""
+    node = spec.nodes.get(node_id or state.node or spec.start)
+    if node is None:
+        node = spec.nodes[spec.start]
+
+    return node.type
+
+
 def _run_spec(
     *, bot: Bot, conversation: Conversation, parsed: ParsedUpdate, event: Event
 ) -> list[Action]:
@@ -158,7 +173,8 @@ def _run_spec(
     actions: list[Action] = []
     current: Event = event
     for _round in range(_MAX_SQL_ROUNDS + 1):
-        result = execute(spec, state, current, context)
+        with executor_step_timed(_component(spec, state)):
+            result = execute(spec, state, current, context)
         state = result.state
         pending_sql = [
             action for action in result.actions if isinstance(action, RunSql)
@@ -166,7 +182,10 @@ def _run_spec(
         actions.extend(a for a in result.actions if not isinstance(a, RunSql))
         if not pending_sql:
             break
-        current = _sql_event(bot=bot, action=pending_sql[0], update_id=parsed.update_id)
+        with executor_step_timed(_component(spec, state, pending_sql[0].node_id)):
+            current = _sql_event(
+                bot=bot, action=pending_sql[0], update_id=parsed.update_id
+            )
 
     conversation.state = state.model_dump(mode="json")
     conversation.locale = locale
@@ -210,19 +229,9 @@ def _deliver_locally(*, bot: Bot, messages: list[OutboundMessage]) -> None:
             message.telegram_message_id = last_ids[message.chat_id]
 
 
-def update_process(
-    *, bot: Bot, update: dict[str, Any], local: bool = False
+def _update_process_once(
+    *, bot: Bot, parsed: ParsedUpdate, local: bool
 ) -> UpdateResult:
-    """Process one update exactly once and queue its replies in the outbox.
-
-    The claim, the conversation lock, the new state and the outbox rows are
-    one transaction; the send task is enqueued after it commits. A
-    duplicate ``update_id`` changes nothing. With ``local`` (the terminal
-    and browser chats) replies are stored as delivered and never reach
-    Telegram. Raises DatabaseError subclasses when the database fails (the
-    caller answers 503 so Telegram retries).
-    """
-    parsed = update_parse(update, bot_username=bot.username or None)
     with transaction.atomic():
         if not _claim(bot=bot, update_id=parsed.update_id, outcome="processed"):
             return UpdateResult(outcome="duplicate")
@@ -249,12 +258,43 @@ def update_process(
             bot=bot, conversation=conversation, parsed=parsed, event=parsed.event
         )
         messages = outbox_messages_build(
-            bot=bot, conversation=conversation, parsed=parsed, actions=actions
+            bot=bot,
+            conversation=conversation,
+            parsed=parsed,
+            actions=llm_actions_without_requests(actions),
         )
         if local:
             _deliver_locally(bot=bot, messages=messages)
         OutboundMessage.objects.bulk_create(messages)
+        messages += llm_requests_record(
+            bot=bot,
+            conversation=conversation,
+            parsed=parsed,
+            actions=actions,
+            local=local,
+        )
         if messages and not local:
             outbox_schedule(bot_id=bot.pk, chat_ids={m.chat_id for m in messages})
 
     return UpdateResult(outcome="processed", messages=tuple(messages))
+
+
+def update_process(
+    *, bot: Bot, update: dict[str, Any], local: bool = False
+) -> UpdateResult:
+    """Process one update exactly once and queue its replies in the outbox.
+
+    The claim, the conversation lock, the new state and the outbox rows are
+    one transaction; the send task is enqueued after it commits. A
+    duplicate ``update_id`` changes nothing. With ``local`` (the terminal
+    and browser chats) replies are stored as delivered and never reach
+    Telegram. Raises DatabaseError subclasses when the database fails (the
+    caller answers 503 so Telegram retries).
+    """
+    parsed = update_parse(update, bot_username=bot.username or None)
+    result = _update_process_once(bot=bot, parsed=parsed, local=local)
+    # Counted once committed; the local chats are not Telegram's updates.
+    if not local:
+        update_outcome_record(bot_id=bot.pk, kind=parsed.kind, outcome=result.outcome)
+
+    return result

@@ -408,3 +408,13 @@ def test_deactivating_a_bot_in_the_admin_deletes_its_webhook(
     assert [(c["method"], c["token"]) for c in telegram_api.calls()] == [
         ("deleteWebhook", TOKEN)
     ]
+
+
+def test_admin_pages_carry_the_botfactory_name(admin_client: Client) -> None:
+    response = admin_client.get("/admin/")
+
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "<title>Site administration | BotFactory</title>" in body
+    assert '<div id="site-name"><a href="/admin/">BotFactory</a></div>' in body
+    assert "Django administration" not in body

@@ -74,7 +74,7 @@ def test_every_error_is_reported_with_its_path():
     errors = _errors(source)
 
     # then every error is reported, each at its JSON path
-    known = "'menu.v1', 'reply_template.v1', 'sql_exec.v1', 'wizard.v1'"
+    known = "'llm.v1', 'menu.v1', 'reply_template.v1', 'sql_exec.v1', 'wizard.v1'"
     steps = "'text', 'integer', 'number', 'choice', 'phone', 'email', 'date', 'yes_no'"
     assert [(e.path, e.code, e.message) for e in errors] == [
         (
@@ -225,6 +225,7 @@ def test_command_list_gives_described_commands_in_spec_order():
         ("order", "cmd.order"),
         ("orders", "cmd.orders"),
         ("help", "cmd.help"),
+        ("ask", "cmd.ask"),
         ("cancel", "cmd.cancel"),
     ]
 
@@ -237,6 +238,7 @@ def test_json_schema_describes_nodes_by_type():
     pattern = "^[a-z][a-z0-9_]{0,31}$"
     nodes = schema["properties"]["nodes"]["patternProperties"][pattern]
     assert sorted(nodes["discriminator"]["mapping"]) == [
+        "llm.v1",
         "menu.v1",
         "reply_template.v1",
         "sql_exec.v1",
