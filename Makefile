@@ -17,7 +17,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
 	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test deps lint fmt lock clean
+.PHONY: run test deps lint fmt lock clean bench-llm
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,11 @@ lint: $(VENV)/.installed
 fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The LLM stress run (minutes; needs PostgreSQL and Redis): writes
+# bench/results/llm_stress.md and .json. BENCH_ARGS=--conversations=32 for one level.
+bench-llm: $(VENV)/.installed
+	$(PY) -m bench.llm_stress $(BENCH_ARGS)
 
 # Refresh the lock after editing pyproject.toml.
 lock: $(VENV)/.installed

@@ -50,8 +50,14 @@ def _client_allowed(request: HttpRequest, networks: list[IpNetwork]) -> bool:
         address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
     except ValueError:
         return False
+    # A dual-stack listener reports an IPv4 peer as ::ffff:a.b.c.d, which no
+    # IPv4 block would contain.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
 
-    return any(address in network for network in networks)
+    return any(
+        address in network or (mapped is not None and mapped in network)
+        for network in networks
+    )
 
 
 def _credentials_valid(request: HttpRequest, expected: str) -> bool:
@@ -105,7 +111,11 @@ def metrics_page(request: HttpRequest) -> HttpResponse:
         return _unauthorized()
 
     # The text format Prometheus has always read, or OpenMetrics if asked.
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    try:
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    except (TypeError, ValueError):
+        # prometheus_client compares a version like "abc" with numbers.
+        encoder, content_type = choose_encoder("")
     response = HttpResponse(encoder(metrics_registry()), content_type=content_type)
     response["Cache-Control"] = "no-store"
 

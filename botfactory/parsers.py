@@ -39,6 +39,31 @@ def _storable(value: Any) -> bool:
     return "\x00" not in value
 
 
+def json_unstorable_path(data: Any) -> str | None:
+    """Return the path of the first value the database cannot store, or None.
+
+    Paths read like a spec's (``nodes.ask.steps[0].prompt``; "" for the
+    document itself). Never raises.
+    """
+    waiting: list[tuple[str, Any]] = [("", data)]
+    while waiting:
+        path, item = waiting.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                inner = f"{path}.{key}" if path else str(key)
+                if not _storable(key):
+                    return inner
+                waiting.append((inner, value))
+        elif isinstance(item, list):
+            waiting.extend(
+                (f"{path}[{index}]", value) for index, value in enumerate(item)
+            )
+        elif not _storable(item):
+            return path
+
+    return None
+
+
 class StrictJSONParser(JSONParser):
     """JSON whose every value can be stored; anything else is a ParseError."""
 

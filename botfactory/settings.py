@@ -285,7 +285,9 @@ else:
 
 # --- Celery -------------------------------------------------------------------
 
-CELERY_BROKER_URL = REDIS_URL or "memory://"
+# The in-memory transport ignores the host; naming one keeps kombu from
+# warning on every task the embedded default runs in-process.
+CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
 CELERY_TASK_EAGER_PROPAGATES = False

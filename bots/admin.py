@@ -7,6 +7,7 @@ from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from botfactory.parsers import json_unstorable_path
 from bots.models import TOKEN_RE, Bot, Conversation, OutboundMessage, SpecVersion
 from bots.observability import spec_reload_record
 from bots.services.bots import bot_activate, bot_deactivate
@@ -30,7 +31,15 @@ class SpecJSONField(forms.JSONField):
         if isinstance(value, forms.fields.InvalidJSONInput):
             return value
 
-        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+        text = json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (refused on save) is shown escaped, as typed;
+            # raw, it could not be written into the page.
+            return json.dumps(value, indent=2, cls=self.encoder)
+
+        return text
 
 
 class BotAdminForm(forms.ModelForm):
@@ -81,6 +90,16 @@ class BotAdminForm(forms.ModelForm):
         # An empty draft means "nothing written yet"; publishing refuses it.
         if source is None or source == {}:
             return {}
+        unstorable = json_unstorable_path(source)
+        if unstorable is not None:
+            raise forms.ValidationError(
+                _(
+                    "%(path)s: a NUL character, a lone surrogate or a number "
+                    "out of range cannot be stored."
+                ),
+                code="spec_unstorable",
+                params={"path": unstorable or "(the spec)"},
+            )
 
         try:
             spec_check(bot=self.instance if self.instance.pk else None, source=source)

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from gunicorn.http.errors import ParseException
 
 from botfactory.context import context_bind
 from botfactory.errors import json_error
@@ -31,6 +32,10 @@ _MAX_INT_DIGITS = 4000
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyMalformed(Exception):
     pass
 
 
@@ -53,7 +58,12 @@ def _read_body(request: HttpRequest, limit: int) -> bytes:
     chunks = []
     total = 0
     while True:
-        chunk = stream.read(_READ_CHUNK)
+        try:
+            chunk = stream.read(_READ_CHUNK)
+        except (ParseException, OSError) as exc:
+            # gunicorn decodes a chunked body while it is read and raises on
+            # bad framing; Django raises when the client stops sending.
+            raise _BodyMalformed from exc
         if not chunk:
             break
         total += len(chunk)
@@ -144,6 +154,8 @@ def telegram_webhook(request: HttpRequest, bot_id: int) -> JsonResponse:
         return json_error(
             "The body is too large.", code="payload_too_large", status=413
         )
+    except _BodyMalformed:
+        return json_error("The body cannot be read.", code="bad_request", status=400)
 
     update, problem = _envelope_error(body)
     if update is None:

@@ -21,6 +21,8 @@ Rules every node shares, in the order they apply:
 Every button press gets exactly one ``AnswerCallback``, sent first.
 """
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, Field
 
 from dsl.actions import Action
@@ -100,16 +102,26 @@ def _command(turn: Turn, event: CommandEvent) -> None:
         node.reprompt(turn, turn.text("bf.unknown_command"))
 
 
-def _while_sql_pending(turn: Turn, event: Event) -> bool:
-    """Take an event that arrives while SQL is pending; return if handled."""
+def _while_waiting(
+    turn: Turn,
+    event: Event,
+    *,
+    result: type[SqlResultEvent | LlmResultEvent],
+    awaited: bool,
+    abandon: Callable[[ConversationState], None],
+) -> bool:
+    """Take an event that arrives while a ``result`` is awaited; return if handled.
+
+    ``awaited`` tells whether ``event`` is the very result waited for; an
+    escape command calls ``abandon`` and is handled as usual.
+    """
     state = turn.state
-    if isinstance(event, SqlResultEvent):
-        if event.node_id == state.pending_sql and state.node is not None:
+    if isinstance(event, result):
+        if awaited and state.node is not None:
             turn.spec.nodes[state.node].handle(turn, event)
         return True
     if isinstance(event, CommandEvent) and event.command in _ESCAPE_COMMANDS:
-        state.pending_sql = None
-        state.chain = 0
+        abandon(state)
         return False
     if isinstance(event, CallbackEvent):
         turn.notice("bf.please_wait")
@@ -117,25 +129,39 @@ def _while_sql_pending(turn: Turn, event: Event) -> bool:
         turn.send(turn.text("bf.please_wait"))
 
     return True
+
+
+def _sql_abandon(state: ConversationState) -> None:
+    state.pending_sql = None
+    state.chain = 0
+
+
+def _llm_abandon(state: ConversationState) -> None:
+    # The answer, when it comes, finds nobody waiting and is dropped.
+    state.pending_llm = None
+
+
+def _while_sql_pending(turn: Turn, event: Event) -> bool:
+    """Take an event that arrives while SQL is pending; return if handled."""
+    awaited = (
+        isinstance(event, SqlResultEvent) and event.node_id == turn.state.pending_sql
+    )
+
+    return _while_waiting(
+        turn, event, result=SqlResultEvent, awaited=awaited, abandon=_sql_abandon
+    )
 
 
 def _while_llm_pending(turn: Turn, event: Event) -> bool:
     """Take an event that arrives while an LLM answer is awaited; return if handled."""
-    state = turn.state
-    if isinstance(event, LlmResultEvent):
-        if event.request_key == state.pending_llm and state.node is not None:
-            turn.spec.nodes[state.node].handle(turn, event)
-        return True
-    if isinstance(event, CommandEvent) and event.command in _ESCAPE_COMMANDS:
-        # The answer, when it comes, finds nobody waiting and is dropped.
-        state.pending_llm = None
-        return False
-    if isinstance(event, CallbackEvent):
-        turn.notice("bf.please_wait")
-    else:
-        turn.send(turn.text("bf.please_wait"))
+    awaited = (
+        isinstance(event, LlmResultEvent)
+        and event.request_key == turn.state.pending_llm
+    )
 
-    return True
+    return _while_waiting(
+        turn, event, result=LlmResultEvent, awaited=awaited, abandon=_llm_abandon
+    )
 
 
 def _dispatch(turn: Turn, event: Event) -> None:

@@ -29,6 +29,9 @@ _QUOTA_CODE = "insufficient_quota"
 # A retry-after longer than this is not a pause but an outage; the caller's
 # deadline ends such a wait long before anyway.
 _MAX_RETRY_AFTER_SECONDS = 3600.0
+# Far past any context window, and what a 32-bit counter can hold: a usage
+# count above it (or below zero) is not believed.
+_MAX_USAGE_TOKENS = 2**31 - 1
 
 ProviderErrorKind = Literal[
     "connection", "timeout", "status", "quota", "client", "malformed"
@@ -133,6 +136,24 @@ def _malformed() -> ProviderError:
     )
 
 
+def _storable(text: str) -> str:
+    # JSON may carry NUL and lone surrogates, which PostgreSQL stores in no
+    # text column: NUL is dropped, a lone surrogate becomes U+FFFD.
+    text = text.replace("\x00", "")
+    if text.isascii():
+        return text
+
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _token_count(value: object) -> int:
+    # Usage is reported, never checked; an implausible count is taken as 0.
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+
+    return value if 0 <= value <= _MAX_USAGE_TOKENS else 0
+
+
 def _answer(completion: Any) -> ProviderAnswer:
     # Compatible servers differ; the SDK builds its objects without
     # validation, so the shape is checked here.
@@ -145,15 +166,11 @@ def _answer(completion: Any) -> ProviderAnswer:
         raise _malformed()
 
     usage = getattr(completion, "usage", None)
-    prompt_tokens = getattr(usage, "prompt_tokens", 0)
-    completion_tokens = getattr(usage, "completion_tokens", 0)
 
     return ProviderAnswer(
-        text=text,
-        prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else 0,
-        completion_tokens=completion_tokens
-        if isinstance(completion_tokens, int)
-        else 0,
+        text=_storable(text),
+        prompt_tokens=_token_count(getattr(usage, "prompt_tokens", 0)),
+        completion_tokens=_token_count(getattr(usage, "completion_tokens", 0)),
     )
 
 

@@ -5,7 +5,6 @@ DATABASE_URL or REDIS_URL, as `make run` does on a bare machine.
 """
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,51 +15,26 @@ from pathlib import Path
 import httpx
 import pytest
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from tests.embedded_support import PROJECT_ROOT, embedded_env, manage
+
 _SERVER_START_SECONDS = 30.0
 
 ORDER_IN_ENGLISH = "/start\n#1\n#2\n#3\nmany\n2\nAnn\n#3\n/orders\n"
 ORDER_IN_UKRAINIAN = "/start\n#1\n#1\n#2\n5\nОлена\n#1\n"
 
 
-def _environment(data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL", "CACHE_KEY_PREFIX", "LOG_FORMAT")
-    }
-    env.update(DEBUG="1", DATA_DIR=str(data_dir), DOTENV_PATH="/dev/null", **extra)
-
-    return env
-
-
-def _manage(
-    env: dict[str, str], *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    env = _environment(tmp_path_factory.mktemp("embedded"))
-    migrate = _manage(env, "migrate", "--no-input")
+    env = embedded_env(tmp_path_factory.mktemp("embedded"))
+    migrate = manage(env, "migrate", "--no-input")
     assert migrate.returncode == 0, migrate.stderr
 
     return env
 
 
 def test_load_demo_bot_on_sqlite_prints_only_its_line(embedded: dict[str, str]) -> None:
-    first = _manage(embedded, "load_demo_bot")
-    second = _manage(embedded, "load_demo_bot")
+    first = manage(embedded, "load_demo_bot")
+    second = manage(embedded, "load_demo_bot")
 
     assert first.returncode == second.returncode == 0, first.stderr
     assert (
@@ -69,9 +43,9 @@ def test_load_demo_bot_on_sqlite_prints_only_its_line(embedded: dict[str, str]) 
 
 
 def test_chat_completes_an_order_in_english(embedded: dict[str, str]) -> None:
-    _manage(embedded, "load_demo_bot")
+    manage(embedded, "load_demo_bot")
 
-    result = _manage(
+    result = manage(
         embedded,
         "chat",
         "demo",
@@ -95,9 +69,9 @@ def test_chat_completes_an_order_in_english(embedded: dict[str, str]) -> None:
 
 
 def test_chat_completes_an_order_in_ukrainian(embedded: dict[str, str]) -> None:
-    _manage(embedded, "load_demo_bot")
+    manage(embedded, "load_demo_bot")
 
-    result = _manage(
+    result = manage(
         embedded,
         "chat",
         "demo",
@@ -129,7 +103,7 @@ def _free_port() -> int:
 
 @pytest.fixture
 def server(embedded: dict[str, str]) -> Iterator[str]:
-    _manage(embedded, "load_demo_bot", "--webhook-secret", "embedded-secret")
+    manage(embedded, "load_demo_bot", "--webhook-secret", "embedded-secret")
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
@@ -181,7 +155,7 @@ def test_webhook_answers_after_the_reply_is_delivered_in_process(
 
     assert response.status_code == 200
     assert response.json() == {"ok": True}
-    check = _manage(
+    check = manage(
         embedded,
         "shell",
         "-c",
@@ -194,7 +168,7 @@ def test_webhook_answers_after_the_reply_is_delivered_in_process(
 def test_webhook_answers_503_within_two_seconds_when_the_database_is_unreachable(
     tmp_path: Path,
 ) -> None:
-    env = _environment(
+    env = embedded_env(
         tmp_path, DATABASE_URL="postgres://postgres@127.0.0.1:9/botfactory"
     )
     port = _free_port()

@@ -24,12 +24,15 @@ from bots.models import Bot, Conversation, LlmRequest, OutboundMessage
 from bots.services.llm_requests import (
     llm_actions_without_requests,
     llm_context_load,
-    llm_messages_deliver_locally,
     llm_request_enqueue,
     llm_requests_record,
 )
-from bots.services.outbox import outbox_messages_build, outbox_schedule
-from bots.services.updates import _run_spec
+from bots.services.outbox import (
+    outbox_messages_build,
+    outbox_messages_deliver_locally,
+    outbox_schedule,
+)
+from bots.services.updates import conversation_spec_run
 from dsl import ConversationState, LlmResultEvent, RequestLlm
 from llm.errors import LlmUnavailableError
 from llm.services import complete
@@ -267,7 +270,9 @@ def _apply(
 
     parsed = llm_context_load(request.request["update"])
     local = bool(request.request.get("local"))
-    actions = _run_spec(bot=bot, conversation=conversation, parsed=parsed, event=event)
+    actions = conversation_spec_run(
+        bot=bot, conversation=conversation, parsed=parsed, event=event
+    )
     messages = outbox_messages_build(
         bot=bot,
         conversation=conversation,
@@ -276,7 +281,7 @@ def _apply(
     )
     messages = _thinking_replace(request=request, thinking=thinking, messages=messages)
     if local:
-        llm_messages_deliver_locally(bot=bot, messages=messages)
+        outbox_messages_deliver_locally(bot=bot, messages=messages)
     OutboundMessage.objects.bulk_create(messages)
     _finish(request, event=event, completion=completion)
     # An answer may lead straight to another LLM node.

@@ -9,11 +9,14 @@ from functools import partial, update_wrapper
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from bots.models import Bot, Conversation, LlmRequest, OutboundMessage
-from bots.services.outbox import outbox_messages_build, outbox_schedule
+from bots.services.outbox import (
+    outbox_messages_build,
+    outbox_messages_deliver_locally,
+    outbox_schedule,
+)
 from bots.updates import ParsedUpdate
 from dsl import Action, RequestLlm, SendMessage
 
@@ -61,27 +64,6 @@ def llm_context_load(data: dict[str, Any]) -> ParsedUpdate:
     return ParsedUpdate(
         update_id=int(data["update_id"]), kind=str(data["kind"]), **optional
     )
-
-
-def llm_messages_deliver_locally(*, bot: Bot, messages: list[OutboundMessage]) -> None:
-    """Mark rows delivered without Telegram, numbering sent messages per chat.
-
-    The terminal and browser chats number messages as the update service
-    does, so an answer can edit the "thinking…" message it replaces.
-    """
-    now = timezone.now()
-    chat_ids = {message.chat_id for message in messages}
-    last_ids = dict(
-        OutboundMessage.objects.filter(bot=bot, chat_id__in=chat_ids)
-        .values_list("chat_id")
-        .annotate(top=Max("telegram_message_id"))
-    )
-    for message in messages:
-        message.status = OutboundMessage.Status.SENT
-        message.sent_at = now
-        if message.method == "sendMessage":
-            last_ids[message.chat_id] = (last_ids.get(message.chat_id) or 0) + 1
-            message.telegram_message_id = last_ids[message.chat_id]
 
 
 def _typing_message(
@@ -140,7 +122,7 @@ def llm_requests_record(
         )
         rows = [row for row in (thinking, typing) if row is not None]
         if local:
-            llm_messages_deliver_locally(bot=bot, messages=rows)
+            outbox_messages_deliver_locally(bot=bot, messages=rows)
         for row in rows:
             row.save()
 

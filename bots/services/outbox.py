@@ -17,6 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
@@ -39,6 +40,9 @@ Status = OutboundMessage.Status
 # Telegram's documented limits: about 30 messages a second per bot, and 20
 # a minute in one group.
 _BOT_PER_SECOND = 30
+# Telegram's limits count messages; a button's answer and a typing
+# indicator post nothing to the chat, and a button waits for its answer.
+_UNTHROTTLED_METHODS = frozenset({"answerCallbackQuery", "sendChatAction"})
 _GROUP_PER_MINUTE = 20
 _MAX_BACKOFF_SECONDS = 300
 _DRAIN_BATCH = 50
@@ -134,6 +138,30 @@ def outbox_messages_build(
         )
 
     return messages
+
+
+def outbox_messages_deliver_locally(
+    *, bot: Bot, messages: list[OutboundMessage]
+) -> None:
+    """Mark unsaved rows delivered without Telegram, numbering them per chat.
+
+    The terminal and browser chats number messages as Telegram would, so an
+    LLM answer can edit the "thinking…" message it replaces. Raises nothing
+    but the database's errors.
+    """
+    now = timezone.now()
+    chat_ids = {message.chat_id for message in messages}
+    last_ids = dict(
+        OutboundMessage.objects.filter(bot=bot, chat_id__in=chat_ids)
+        .values_list("chat_id")
+        .annotate(top=Max("telegram_message_id"))
+    )
+    for message in messages:
+        message.status = OutboundMessage.Status.SENT
+        message.sent_at = now
+        if message.method == "sendMessage":
+            last_ids[message.chat_id] = (last_ids.get(message.chat_id) or 0) + 1
+            message.telegram_message_id = last_ids[message.chat_id]
 
 
 def _enqueue(bot_id: int, chat_id: int, countdown: float = 0.0) -> None:
@@ -395,7 +423,7 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
         message = _claim_head(bot_id=bot_id, chat_id=chat_id)
         if message is None:
             return sent
-        if not bot.is_demo:
+        if not bot.is_demo and message.method not in _UNTHROTTLED_METHODS:
             delay = _rate_delay(bot_id=bot_id, chat_id=chat_id)
             if delay > 0:
                 _defer(message, delay=delay, error="rate limited", is_failure=False)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from django.db import connection, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage, ProcessedUpdate
@@ -22,7 +21,11 @@ from bots.services.llm_requests import (
     llm_actions_without_requests,
     llm_requests_record,
 )
-from bots.services.outbox import outbox_messages_build, outbox_schedule
+from bots.services.outbox import (
+    outbox_messages_build,
+    outbox_messages_deliver_locally,
+    outbox_schedule,
+)
 from bots.sql import sql_run
 from bots.updates import ParsedUpdate, update_parse
 from dsl import (
@@ -129,9 +132,17 @@ def _component(spec: Spec, state: ConversationState, node_id: str | None = None)
     return node.type
 
 
-def _run_spec(
+def conversation_spec_run(
     *, bot: Bot, conversation: Conversation, parsed: ParsedUpdate, event: Event
 ) -> list[Action]:
+    """Run the conversation's spec on ``event`` and return the actions.
+
+    The caller holds the conversation's row lock. Follows the live spec
+    version from the start node, negotiates the locale, runs the executor
+    and any SQL node it asks for, and saves the new state, the locale and
+    the update id on ``conversation``. Raises DatabaseError subclasses when
+    the database fails.
+    """
     version = conversation.spec_version
     live = bot.live_version
     spec = spec_get(version=version) if version is not None else None
@@ -212,23 +223,6 @@ def _sql_event(*, bot: Bot, action: RunSql, update_id: int) -> SqlResultEvent:
     )
 
 
-def _deliver_locally(*, bot: Bot, messages: list[OutboundMessage]) -> None:
-    """Mark replies delivered without Telegram, numbering sent messages per chat."""
-    now = timezone.now()
-    chat_ids = {message.chat_id for message in messages}
-    last_ids = dict(
-        OutboundMessage.objects.filter(bot=bot, chat_id__in=chat_ids)
-        .values_list("chat_id")
-        .annotate(top=Max("telegram_message_id"))
-    )
-    for message in messages:
-        message.status = OutboundMessage.Status.SENT
-        message.sent_at = now
-        if message.method == "sendMessage":
-            last_ids[message.chat_id] = (last_ids.get(message.chat_id) or 0) + 1
-            message.telegram_message_id = last_ids[message.chat_id]
-
-
 def _update_process_once(
     *, bot: Bot, parsed: ParsedUpdate, local: bool
 ) -> UpdateResult:
@@ -254,7 +248,7 @@ def _update_process_once(
             return UpdateResult(outcome="ignored")
 
         conversation = _conversation_lock(bot=bot, parsed=parsed)
-        actions = _run_spec(
+        actions = conversation_spec_run(
             bot=bot, conversation=conversation, parsed=parsed, event=parsed.event
         )
         messages = outbox_messages_build(
@@ -264,7 +258,7 @@ def _update_process_once(
             actions=llm_actions_without_requests(actions),
         )
         if local:
-            _deliver_locally(bot=bot, messages=messages)
+            outbox_messages_deliver_locally(bot=bot, messages=messages)
         OutboundMessage.objects.bulk_create(messages)
         messages += llm_requests_record(
             bot=bot,

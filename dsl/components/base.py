@@ -123,3 +123,31 @@ class NodeBase(BaseModel):
         Never raises.
         """
         return []
+
+
+class ContinuesAtNext:
+    """For a node that goes on to an optional ``next`` once it has replied.
+
+    Without ``next`` the conversation rests at the start node, so the
+    message the user came from keeps working. Mix in before ``NodeBase``;
+    the node declares the ``next`` field itself.
+    """
+
+    if TYPE_CHECKING:
+        next: str | None
+
+    def continue_at_next(self, turn: "Turn") -> str | None:
+        """Return ``next``, having rested the conversation at start without it.
+
+        Never raises.
+        """
+        if self.next is None:
+            turn.rest_at_start()
+
+        return self.next
+
+    def targets(self) -> list[PathRef]:
+        return [("next", self.next)] if self.next is not None else []
+
+    def continuations(self) -> list[str]:
+        return [self.next] if self.next is not None else []

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from dsl.actions import LlmMessage, RequestLlm
-from dsl.components.base import NodeBase, PathRef
+from dsl.components.base import ContinuesAtNext, NodeBase, PathRef
 from dsl.errors import TemplateRenderError
 from dsl.events import Event, LlmResultEvent
 from dsl.fields import AssignableVar, NodeId, TranslationKey
@@ -46,17 +46,22 @@ def _checked_template(value: str) -> str:
 
 
 @component_register
-class LlmNode(NodeBase):
+class LlmNode(ContinuesAtNext, NodeBase):
     type: Literal["llm.v1"]
     system: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, min_length=1, max_length=100)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    max_tokens: int | None = Field(default=None, ge=1, le=32_768)
-    budget_seconds: float = Field(default=20.0, ge=1.0, le=MAX_BUDGET_SECONDS)
-    cache_ttl_seconds: int = Field(default=0, ge=0, le=MAX_CACHE_TTL_SECONDS)
+    # Strict: a JSON true or "20" here is a mistake, not a number to coerce.
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0, strict=True)
+    max_tokens: int | None = Field(default=None, ge=1, le=32_768, strict=True)
+    budget_seconds: float = Field(
+        default=20.0, ge=1.0, le=MAX_BUDGET_SECONDS, strict=True
+    )
+    cache_ttl_seconds: int = Field(
+        default=0, ge=0, le=MAX_CACHE_TTL_SECONDS, strict=True
+    )
     thinking: TranslationKey | None = None
-    typing: bool = True
+    typing: bool = Field(default=True, strict=True)
     fallback: TranslationKey = DEFAULT_FALLBACK
     into: AssignableVar | None = None
     next: NodeId | None = None
@@ -135,16 +140,8 @@ class LlmNode(NodeBase):
             turn.send(turn.text(self.fallback))
         if self.into is not None:
             turn.state.vars[self.into] = answer if chunks else None
-        if self.next is None:
-            turn.rest_at_start()
 
-        return self.next
-
-    def targets(self) -> list[PathRef]:
-        return [("next", self.next)] if self.next is not None else []
-
-    def continuations(self) -> list[str]:
-        return [self.next] if self.next is not None else []
+        return self.continue_at_next(turn)
 
     def translation_refs(self) -> list[PathRef]:
         refs: list[PathRef] = []

@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from dsl.components.base import NodeBase, PathRef
+from dsl.components.base import ContinuesAtNext, NodeBase, PathRef
 from dsl.errors import TemplateRenderError
 from dsl.fields import NodeId
 from dsl.issues import LintIssue
@@ -33,7 +33,7 @@ from dsl.turn import Turn
 
 
 @component_register
-class ReplyTemplateNode(NodeBase):
+class ReplyTemplateNode(ContinuesAtNext, NodeBase):
     type: Literal["reply_template.v1"]
     template: str = Field(min_length=1)
     parse_mode: ParseMode | None = "HTML"
@@ -69,16 +69,8 @@ class ReplyTemplateNode(NodeBase):
 
         # Block tags leave newlines at the ends that Telegram would trim.
         turn.send(text.strip("\n"), parse_mode=self.parse_mode)
-        if self.next is None:
-            turn.rest_at_start()
 
-        return self.next
-
-    def targets(self) -> list[PathRef]:
-        return [("next", self.next)] if self.next is not None else []
-
-    def continuations(self) -> list[str]:
-        return [self.next] if self.next is not None else []
+        return self.continue_at_next(turn)
 
     def translation_refs(self) -> list[PathRef]:
         return [("template", key) for key in template_translation_keys(self.template)]

@@ -5,6 +5,8 @@ become ``<pre>``, inline code ``<code>`` and ``**bold**`` ``<b>``; nothing
 else of Markdown is interpreted. Chunks break between paragraphs, else
 between lines, and a code block moves whole to the next chunk; only a block
 longer than a whole message is cut, at a line, each part a complete block.
+An answer is cut at ``MAX_ANSWER_CHARS``, so that a model that runs on
+cannot flood the chat.
 """
 
 import html
@@ -20,6 +22,9 @@ _INLINE_CODE = re.compile(r"`([^`\n]+)`")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 _TAG = re.compile(r"<[^>]+>")
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n+")
+# Four messages, as the output cap of a template; what is past it is dropped.
+MAX_ANSWER_CHARS = 16_384
+_CUT_MARK = " …"
 
 
 def _shown_length(markup: str) -> int:
@@ -100,11 +105,14 @@ def answer_chunks(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
 
     Paragraphs are joined while they fit; a chunk never ends inside a tag
     or a code block (a block longer than ``limit`` becomes several complete
-    blocks, cut at lines). An answer that is only whitespace gives no chunk.
+    blocks, cut at lines). An answer that is only whitespace gives no chunk;
+    one over ``MAX_ANSWER_CHARS`` characters is cut there and ends in "…".
     Raises ValueError when ``limit`` is not positive.
     """
     if limit < 1:
         raise ValueError("limit must be positive")
+    if len(text) > MAX_ANSWER_CHARS:
+        text = text[:MAX_ANSWER_CHARS].rstrip() + _CUT_MARK
 
     chunks: list[str] = []
     current = ""

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from django.conf import settings as django_settings
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -99,6 +100,31 @@ def server_env(database: dict[str, Any], **extra: str) -> dict[str, str]:
         "LOG_LEVEL": "warning",
         **extra,
     }
+
+
+def stale_counts_leave(path: Path, program: str) -> None:
+    """Run ``program`` in a fresh interpreter that counts into ``path``, as a
+    process of an earlier run would have."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-c", program],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
+        check=True,
+        timeout=60,
+    )
+
+
+def broker_env(*, prefix: str, telegram_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a web or worker process on this run's broker, whose
+    replies go to the fake Telegram API at ``telegram_url``."""
+    return server_env(
+        django_settings.DATABASES["default"],
+        REDIS_URL=str(django_settings.REDIS_URL),
+        CACHE_KEY_PREFIX=prefix,
+        TELEGRAM_API_URL=telegram_url,
+        TELEGRAM_TIMEOUT_SECONDS="5",
+        **extra,
+    )
 
 
 def _stop(process: "subprocess.Popen[bytes]") -> None:

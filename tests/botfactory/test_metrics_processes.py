@@ -9,30 +9,28 @@ all of them, and a worker that dies must not take its counts along.
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from django.conf import settings as django_settings
 
 from bots.models import Bot, LlmRequest, OutboundMessage
 from tests.botfactory.metrics_support import (
     Samples,
     alert_metric_names,
+    broker_env,
     celery_worker,
     gunicorn_served,
     per_process,
     samples_parse,
     scrape,
     server_env,
+    stale_counts_leave,
     total,
     wait_for,
 )
@@ -86,29 +84,13 @@ def _processed(samples: Samples, bot: Bot) -> float:
     return total(samples, UPDATES_RECEIVED, bot_id=str(bot.pk), outcome="processed")
 
 
-@pytest.fixture
-def broker_prefix() -> Iterator[str]:
-    """This test run's key prefix; its broker keys are removed afterwards."""
-    prefix = str(django_settings.CACHES["default"]["KEY_PREFIX"])
-    yield prefix
-    client = redis.Redis.from_url(str(django_settings.REDIS_URL))
-    for key in client.scan_iter(match=f"{prefix}:celery:*"):
-        client.delete(key)
-    client.close()
-
-
 def _stale_counts(path: Path, *, bot_id: int, processed: int) -> None:
     """Leave a file in ``path`` as a process of an earlier run would."""
     program = (
         "from botfactory.metrics import UPDATES_RECEIVED as counter; "
         f"counter.labels('{bot_id}', 'message', 'processed').inc({processed})"
     )
-    subprocess.run(
-        [sys.executable, "-c", program],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
-        check=True,
-        timeout=60,
-    )
+    stale_counts_leave(path, program)
     assert len(list(path.glob("counter_*.db"))) == 1
 
 
@@ -258,13 +240,7 @@ def test_the_main_flows_on_web_and_worker_processes_export_every_alerted_metric(
     broker_prefix: str,
     tmp_path: Path,
 ) -> None:
-    env = server_env(
-        django_settings.DATABASES["default"],
-        REDIS_URL=str(django_settings.REDIS_URL),
-        CACHE_KEY_PREFIX=broker_prefix,
-        TELEGRAM_API_URL=fake_telegram_url,
-        TELEGRAM_TIMEOUT_SECONDS="5",
-    )
+    env = broker_env(prefix=broker_prefix, telegram_url=fake_telegram_url)
     web_dir = tmp_path / "web"
     web_dir.mkdir()
     names = alert_metric_names()

@@ -5,13 +5,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.utils import timezone
 
@@ -21,10 +19,11 @@ from botfactory.worker_metrics import dead_children_mark
 from bots.models import Bot, OutboundMessage
 from bots.tasks import outbox_send_task
 from tests.botfactory.metrics_support import (
+    broker_env,
     celery_worker,
     per_process,
     scrape,
-    server_env,
+    stale_counts_leave,
     total,
     wait_for,
 )
@@ -63,32 +62,13 @@ def _statuses(chat_id: int) -> list[str]:
     )
 
 
-@pytest.fixture
-def broker_prefix() -> Iterator[str]:
-    """This test run's key prefix; its broker keys are removed afterwards."""
-    prefix = str(django_settings.CACHES["default"]["KEY_PREFIX"])
-    # Tasks go to the real broker, for the worker subprocesses to take.
-    app.conf.task_always_eager = False
-    yield prefix
-    client = redis.Redis.from_url(str(django_settings.REDIS_URL))
-    for key in client.scan_iter(match=f"{prefix}:celery:*"):
-        client.delete(key)
-    client.close()
-
-
 def _stale_counts(path: Path, **program_args: int) -> None:
     """Leave a samples file in ``path``, as a worker of an earlier run would."""
-    path.mkdir(parents=True, exist_ok=True)
     program = (
         "from botfactory.metrics import DB_UNAVAILABLE; "
         f"DB_UNAVAILABLE.inc({program_args['db_unavailable']})"
     )
-    subprocess.run(
-        [sys.executable, "-c", program],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(path)},
-        check=True,
-        timeout=60,
-    )
+    stale_counts_leave(path, program)
 
 
 def test_worker_exports_its_sends_the_outbox_queues_and_live_workers(
@@ -98,12 +78,9 @@ def test_worker_exports_its_sends_the_outbox_queues_and_live_workers(
     broker_prefix: str,
     tmp_path: Path,
 ) -> None:
-    env = server_env(
-        django_settings.DATABASES["default"],
-        REDIS_URL=str(django_settings.REDIS_URL),
-        CACHE_KEY_PREFIX=broker_prefix,
-        TELEGRAM_API_URL=fake_telegram_url,
-        TELEGRAM_TIMEOUT_SECONDS="5",
+    env = broker_env(
+        prefix=broker_prefix,
+        telegram_url=fake_telegram_url,
         WORKER_METRICS_DIR=str(tmp_path / "worker"),
     )
     # given three replies parked for an hour, the oldest two minutes old,

@@ -238,7 +238,7 @@ def test_unset_values_fall_back_to_the_embedded_default(
         name: values[name] for name in values if name not in ("DATABASES", "CACHES")
     } == {
         "CELERY_TASK_ALWAYS_EAGER": True,
-        "CELERY_BROKER_URL": "memory://",
+        "CELERY_BROKER_URL": "memory://localhost/",
         "WEBHOOK_MAX_BODY_BYTES": 262144,
         "TELEGRAM_API_URL": "https://api.telegram.org",
         "PUBLIC_BASE_URL": None,

@@ -1,29 +1,22 @@
 """Fixtures of the LLM node's tests (a pytest plugin): the fake OpenAI API
 in a subprocess, with the runtime pointed at it."""
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.llm.conftest import (
-    TEST_API_KEY,
+from tests.fakes.openai_control import (
     FakeOpenAI,
-    start_fake_openai_subprocess,
-    stop_subprocess,
+    fake_openai_running,
+    llm_settings_for,
 )
 
 
 @pytest.fixture(scope="session")
 def _openai_server() -> Iterator[FakeOpenAI]:
-    process, url = start_fake_openai_subprocess()
-    fake = FakeOpenAI(url)
-    try:
+    with fake_openai_running() as fake:
         yield fake
-    finally:
-        fake.close()
-        stop_subprocess(process)
 
 
 @pytest.fixture
@@ -34,15 +27,8 @@ def openai_api(_openai_server: FakeOpenAI, settings: Any) -> Iterator[FakeOpenAI
     leaks between tests; retries are two, with millisecond backoff.
     """
     _openai_server.reset()
-    settings.OPENAI_BASE_URL = _openai_server.api_url
-    settings.OPENAI_API_KEY = TEST_API_KEY
-    settings.LLM_MODEL = "fake-model"
-    settings.LLM_PROVIDER_NAME = f"fake-{uuid.uuid4().hex[:8]}"
+    for name, value in llm_settings_for(_openai_server).items():
+        setattr(settings, name, value)
     settings.LLM_MAX_ATTEMPTS = 2
-    settings.LLM_TIMEOUT_SECONDS = 10.0
-    settings.LLM_BACKOFF_INITIAL_SECONDS = 0.01
-    settings.LLM_BACKOFF_MAX_SECONDS = 0.05
-    settings.LLM_BREAKER_FAILURE_THRESHOLD = 5
-    settings.LLM_BREAKER_COOLDOWN_SECONDS = 30.0
     yield _openai_server
     _openai_server.reset()

@@ -1,25 +1,13 @@
 """The llm.v1 node on the embedded default: SQLite, tasks in-process and the
 built-in echo provider, through the terminal chat in a fresh interpreter."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from tests.embedded_support import embedded_env, manage
 
 
 def _manage(env: dict[str, str], *args: str, stdin: str = "") -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=PROJECT_ROOT,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage(env, *args, stdin=stdin)
     assert result.returncode == 0, result.stderr
 
     return result.stdout
@@ -29,13 +17,7 @@ def test_the_terminal_chat_answers_an_ask_with_the_echo_provider(
     tmp_path: Path,
 ) -> None:
     # given the embedded default with no provider configured
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("DATABASE_", "REDIS_", "OPENAI_", "LLM_"))
-        and key not in ("CACHE_KEY_PREFIX", "LOG_FORMAT")
-    }
-    env.update(DEBUG="1", DATA_DIR=str(tmp_path), DOTENV_PATH="/dev/null")
+    env = embedded_env(tmp_path)
     _manage(env, "migrate", "--no-input")
     _manage(env, "load_demo_bot")
 

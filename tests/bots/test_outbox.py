@@ -3,6 +3,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, OutboundMessage
@@ -230,3 +231,35 @@ def test_without_beat_the_webhook_sweeps_replies_left_pending(
     sent = [c["params"]["text"] for c in telegram_api.calls("sendMessage")]
     assert "put off earlier" in sent
     assert OutboundMessage.objects.get(chat_id=777).status == Status.SENT
+
+
+def test_a_bot_at_its_message_limit_still_answers_buttons_and_shows_typing(
+    bot: Bot, telegram_api: FakeTelegramControl
+) -> None:
+    # given a bot that has used up Telegram's messages for this second
+    now = int(timezone.now().timestamp())
+    for second in range(now, now + 5):
+        cache.set(f"rl:bot:{bot.pk}:{second}", 30, timeout=10)
+    for method, payload in [
+        ("answerCallbackQuery", {"callback_query_id": "cb-1"}),
+        ("sendChatAction", {"chat_id": CHAT, "action": "typing"}),
+    ]:
+        OutboundMessage.objects.create(
+            bot=bot, chat_id=CHAT, method=method, payload=payload
+        )
+    _queue(bot, "one")
+
+    # when the chat's outbox is drained
+    sent = outbox_chat_drain(bot_id=bot.pk, chat_id=CHAT)
+
+    # then the button's answer and the typing indicator go out at once and
+    # the message waits for the next second
+    assert sent == 2
+    assert [c["method"] for c in telegram_api.calls()] == [
+        "answerCallbackQuery",
+        "sendChatAction",
+    ]
+    assert _statuses(bot) == [Status.SENT, Status.SENT, Status.PENDING]
+    waiting = OutboundMessage.objects.get(method="sendMessage")
+    assert waiting.next_attempt_at is not None
+    assert waiting.next_attempt_at > timezone.now()

@@ -1,33 +1,22 @@
 """Start the fake Telegram Bot API in a subprocess and drive its control side."""
 
-import queue
 import subprocess
-import sys
-import threading
-import time
-from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import httpx
 
+from tests.fakes.process import (
+    START_TIMEOUT_SECONDS,
+    STOP_TIMEOUT_SECONDS,
+    fake_subprocess_start,
+    fake_subprocess_stop,
+)
 from tests.fakes.telegram_state import DEFAULT_USERNAME
-
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_SECONDS = 10.0
-STOP_TIMEOUT_SECONDS = 5.0
-LISTENING_PREFIX = "listening on "
 
 
 class FakeTelegramStartError(RuntimeError):
     pass
-
-
-def _forward_lines(stream: IO[str], lines: "queue.Queue[str]") -> None:
-    for line in stream:
-        lines.put(line)
-    # An empty string tells the reader the process closed its output.
-    lines.put("")
 
 
 def start_fake_telegram_subprocess(
@@ -40,61 +29,23 @@ def start_fake_telegram_subprocess(
 
     Raise FakeTelegramStartError if it exits or stays silent for `timeout`.
     """
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.fakes.telegram_api",
-            "--port",
-            "0",
-            "--host",
-            host,
-            "--username",
-            username,
-        ],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+    return fake_subprocess_start(
+        "tests.fakes.telegram_api",
+        "--host",
+        host,
+        "--username",
+        username,
+        what="The fake Telegram API",
+        error=FakeTelegramStartError,
+        timeout=timeout,
     )
-    assert process.stdout is not None
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(
-        target=_forward_lines, args=(process.stdout, lines), daemon=True
-    ).start()
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0))
-        except queue.Empty:
-            stop_fake_telegram_subprocess(process)
-            raise FakeTelegramStartError(
-                f"The fake Telegram API did not start within {timeout} seconds."
-            ) from None
-        if not line:
-            process.wait()
-            raise FakeTelegramStartError(
-                f"The fake Telegram API exited with code {process.returncode}."
-            )
-        if line.startswith(LISTENING_PREFIX):
-            return process, line.removeprefix(LISTENING_PREFIX).strip()
 
 
 def stop_fake_telegram_subprocess(
     process: "subprocess.Popen[str]", *, timeout: float = STOP_TIMEOUT_SECONDS
 ) -> int:
     """Terminate the fake, killing it if it lingers; return its exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-
-    return process.returncode
+    return fake_subprocess_stop(process, timeout=timeout)
 
 
 class FakeTelegramControl:

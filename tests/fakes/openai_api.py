@@ -29,16 +29,18 @@ import hashlib
 import json
 import logging
 import random
-import select
-import signal
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import urlsplit
+
+from tests.fakes.http_base import (
+    BackgroundServer,
+    FakeHandler,
+    FakeHttpServer,
+    serve_until_signalled,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,34 +205,12 @@ class FakeOpenAIState:
         return self._stopping
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], state: FakeOpenAIState) -> None:
-        self.state = state
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server_version = "FakeOpenAI/1.0"
-    disable_nagle_algorithm = True
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
 
     @property
     def _state(self) -> FakeOpenAIState:
-        return cast(_HttpServer, self.server).state
+        return cast("FakeHttpServer[FakeOpenAIState]", self.server).state
 
     def _dispatch(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
@@ -418,15 +398,6 @@ class _Handler(BaseHTTPRequestHandler):
             if ends is not None and time.monotonic() >= ends:
                 return True
 
-    def _client_left(self) -> bool:
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
     def _send(
         self, status: int, payload: dict[str, Any] | bytes, headers: dict[str, str]
     ) -> None:
@@ -434,16 +405,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = payload
         else:
             data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            self.close_connection = True
+        self._send_body(status, data, headers.items())
 
     # Control endpoints.
 
@@ -474,8 +436,10 @@ class _Handler(BaseHTTPRequestHandler):
         return 200, {"ok": True}, {}
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(BackgroundServer):
     """The fake API in this process, served from a background thread."""
+
+    thread_name = "fake-openai-api"
 
     def __init__(
         self,
@@ -486,39 +450,11 @@ class FakeOpenAIServer:
         seed: int = 0,
     ) -> None:
         self.state = FakeOpenAIState(config=config or FakeConfig(), seed=seed)
-        self._httpd = _HttpServer((host, port), self.state)
-        self._thread: threading.Thread | None = None
+        super().__init__(FakeHttpServer((host, port), _Handler, self.state))
 
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> "FakeOpenAIServer":
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-openai-api",
-            daemon=True,
-        )
-        self._thread.start()
-
-        return self
-
-    def stop(self) -> None:
+    def _let_go(self) -> None:
         self.state.stopping.set()
         self.state.release()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> "FakeOpenAIServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def _latency(value: str) -> tuple[int, int]:
@@ -546,23 +482,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--fail-rate must be between 0 and 1")
     logging.basicConfig(level=logging.WARNING)
 
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
     config = FakeConfig(
         latency_ms=args.latency_ms, fail_rate=args.fail_rate, fail_kind=args.fail_kind
     )
-    server = FakeOpenAIServer(args.host, args.port, config=config, seed=args.seed)
-    server.start()
-    print(f"listening on {server.url}", flush=True)
-    while not stopping.wait(0.2):
-        pass
-    server.stop()
+    serve_until_signalled(
+        FakeOpenAIServer(args.host, args.port, config=config, seed=args.seed)
+    )
 
 
 if __name__ == "__main__":

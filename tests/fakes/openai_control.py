@@ -1,18 +1,34 @@
 """Start the fake OpenAI API in a subprocess and drive its control side."""
 
-import select
 import subprocess
-import sys
-import time
-from pathlib import Path
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT_SECONDS = 10.0
-STOP_TIMEOUT_SECONDS = 5.0
-LISTENING_PREFIX = "listening on "
+from tests.fakes.process import (
+    PROJECT_ROOT,
+    START_TIMEOUT_SECONDS,
+    STOP_TIMEOUT_SECONDS,
+    fake_subprocess_start,
+    fake_subprocess_stop,
+)
+
+# Other test modules import the project root from here.
+__all__ = [
+    "DEFAULT_CONTROL",
+    "PROJECT_ROOT",
+    "TEST_API_KEY",
+    "FakeOpenAI",
+    "FakeOpenAIStartError",
+    "fake_openai_running",
+    "llm_settings_for",
+    "start_fake_openai_subprocess",
+    "stop_subprocess",
+]
+
 # What tests send as the key: the fake only checks that there is one.
 TEST_API_KEY = "sk-test-only"
 DEFAULT_CONTROL = {
@@ -73,41 +89,48 @@ def start_fake_openai_subprocess(
     ``args`` are more command-line options. Raise FakeOpenAIStartError if
     it exits or stays silent for ``timeout``.
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_api", "--port", "0", *args],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
+    return fake_subprocess_start(
+        "tests.fakes.openai_api",
+        *args,
+        what="The fake OpenAI API",
+        error=FakeOpenAIStartError,
+        timeout=timeout,
     )
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    readable: list[Any] = []
-    while not readable and time.monotonic() < deadline:
-        readable, _, _ = select.select([process.stdout], [], [], 0.1)
-        if process.poll() is not None:
-            break
-    line = process.stdout.readline() if readable else ""
-    if not line.startswith(LISTENING_PREFIX):
-        stop_subprocess(process)
-        raise FakeOpenAIStartError(
-            f"The fake OpenAI API did not start within {timeout} seconds."
-        )
-
-    return process, line.removeprefix(LISTENING_PREFIX).strip()
 
 
 def stop_subprocess(
     process: "subprocess.Popen[str]", *, timeout: float = STOP_TIMEOUT_SECONDS
 ) -> int:
     """Terminate the fake, killing it if it lingers; return its exit code."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+    return fake_subprocess_stop(process, timeout=timeout)
 
-    return process.returncode
+
+@contextmanager
+def fake_openai_running() -> Iterator[FakeOpenAI]:
+    """Run the fake in a subprocess for the block; yield its control side."""
+    process, url = start_fake_openai_subprocess()
+    fake = FakeOpenAI(url)
+    try:
+        yield fake
+    finally:
+        fake.close()
+        stop_subprocess(process)
+
+
+def llm_settings_for(fake: FakeOpenAI) -> dict[str, Any]:
+    """Return the settings that point ``llm`` at ``fake``.
+
+    The provider name is new on every call, so breaker state never leaks
+    between tests; backoff is short so that retries take milliseconds.
+    """
+    return {
+        "OPENAI_BASE_URL": fake.api_url,
+        "OPENAI_API_KEY": TEST_API_KEY,
+        "LLM_MODEL": "fake-model",
+        "LLM_PROVIDER_NAME": f"fake-{uuid.uuid4().hex[:8]}",
+        "LLM_TIMEOUT_SECONDS": 10.0,
+        "LLM_BACKOFF_INITIAL_SECONDS": 0.01,
+        "LLM_BACKOFF_MAX_SECONDS": 0.05,
+        "LLM_BREAKER_FAILURE_THRESHOLD": 5,
+        "LLM_BREAKER_COOLDOWN_SECONDS": 30.0,
+    }

@@ -26,18 +26,19 @@ import argparse
 import json
 import logging
 import re
-import select
-import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tests.fakes.http_base import (
+    BackgroundServer,
+    FakeHandler,
+    FakeHttpServer,
+    serve_until_signalled,
+)
 from tests.fakes.telegram_params import BotApiError, parse_json_object, parse_params
 from tests.fakes.telegram_state import (
     DEFAULT_USERNAME,
@@ -62,39 +63,15 @@ def _not_found() -> BotApiError:
     return BotApiError(404, "Not Found")
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], state: FakeTelegramState) -> None:
-        self.state = state
-        super().__init__(address, _Handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(FakeHandler):
     server_version = "FakeTelegramBotApi/1.0"
-    # Headers and body go out in two writes; with Nagle's algorithm the
-    # second waits for the client's delayed ACK, about 40 ms per call.
-    disable_nagle_algorithm = True
     _call: Call | None = None
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
 
     def do_PUT(self) -> None:
         self._dispatch()
 
     def do_PATCH(self) -> None:
         self._dispatch()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
 
     def send_error(
         self, code: int, message: str | None = None, explain: str | None = None
@@ -106,7 +83,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     @property
     def _state(self) -> FakeTelegramState:
-        return cast(_HttpServer, self.server).state
+        return cast("FakeHttpServer[FakeTelegramState]", self.server).state
 
     def _dispatch(self) -> None:
         self._call = None
@@ -238,26 +215,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self._client_left():
                 return
 
-    def _client_left(self) -> bool:
-        readable, _, _ = select.select([self.connection], [], [], 0)
-        if not readable:
-            return False
-        try:
-            return self.connection.recv(1, socket.MSG_PEEK) == b""
-        except OSError:
-            return True
-
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            # The client gave up before the answer (a delayed fault).
-            self.close_connection = True
+        self._send_body(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
 
     # Control endpoints.
 
@@ -329,8 +288,10 @@ _CONTROL_ROUTES: dict[str, dict[str, Callable[[_Handler, str, bytes], Answer]]] 
 }
 
 
-class FakeTelegramServer:
+class FakeTelegramServer(BackgroundServer):
     """The fake Bot API in this process, served from a background thread."""
+
+    thread_name = "fake-telegram-api"
 
     def __init__(
         self,
@@ -339,38 +300,10 @@ class FakeTelegramServer:
         username: str = DEFAULT_USERNAME,
     ) -> None:
         self.state = FakeTelegramState(username=username)
-        self._httpd = _HttpServer((host, port), self.state)
-        self._thread: threading.Thread | None = None
+        super().__init__(FakeHttpServer((host, port), _Handler, self.state))
 
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> "FakeTelegramServer":
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-telegram-api",
-            daemon=True,
-        )
-        self._thread.start()
-
-        return self
-
-    def stop(self) -> None:
+    def _let_go(self) -> None:
         self.state.stop()
-        if self._thread is not None:
-            self._httpd.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._httpd.server_close()
-
-    def __enter__(self) -> "FakeTelegramServer":
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -381,19 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    server = FakeTelegramServer(args.host, args.port, args.username).start()
-    print(f"listening on {server.url}", flush=True)
-    while not stopping.wait(0.2):
-        pass
-    server.stop()
+    serve_until_signalled(FakeTelegramServer(args.host, args.port, args.username))
 
 
 if __name__ == "__main__":

@@ -9,31 +9,19 @@ import pytest
 
 from tests.fakes.openai_control import (
     PROJECT_ROOT,
-    TEST_API_KEY,
     FakeOpenAI,
-    start_fake_openai_subprocess,
-    stop_subprocess,
+    fake_openai_running,
+    llm_settings_for,
 )
 
 # Other test packages import these from here too.
-__all__ = [
-    "PROJECT_ROOT",
-    "TEST_API_KEY",
-    "FakeOpenAI",
-    "start_fake_openai_subprocess",
-    "stop_subprocess",
-]
+__all__ = ["PROJECT_ROOT", "FakeOpenAI"]
 
 
 @pytest.fixture(scope="session")
 def _fake_openai_server() -> Iterator[FakeOpenAI]:
-    process, url = start_fake_openai_subprocess()
-    fake = FakeOpenAI(url)
-    try:
+    with fake_openai_running() as fake:
         yield fake
-    finally:
-        fake.close()
-        stop_subprocess(process)
 
 
 @pytest.fixture
@@ -55,17 +43,10 @@ def llm_settings(settings: Any, fake_openai: FakeOpenAI) -> Iterator[Any]:
     prefix = f"{caches['default']['KEY_PREFIX']}-llm-{uuid.uuid4().hex[:8]}"
     caches["default"]["KEY_PREFIX"] = prefix
     settings.CACHES = caches
-    settings.OPENAI_BASE_URL = fake_openai.api_url
-    settings.OPENAI_API_KEY = TEST_API_KEY
-    settings.LLM_MODEL = "fake-model"
-    settings.LLM_PROVIDER_NAME = f"fake-{uuid.uuid4().hex[:8]}"
-    settings.LLM_BREAKER_FAILURE_THRESHOLD = 5
-    settings.LLM_BREAKER_COOLDOWN_SECONDS = 30.0
+    for name, value in llm_settings_for(fake_openai).items():
+        setattr(settings, name, value)
     settings.LLM_BREAKER_PROBE_TTL_SECONDS = 30.0
-    settings.LLM_TIMEOUT_SECONDS = 10.0
     settings.LLM_MAX_ATTEMPTS = 4
-    settings.LLM_BACKOFF_INITIAL_SECONDS = 0.01
-    settings.LLM_BACKOFF_MAX_SECONDS = 0.05
     settings.LLM_CACHE_WAIT_SECONDS = 15.0
     yield settings
 
