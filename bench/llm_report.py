@@ -258,8 +258,8 @@ def markdown_render(
         )
     return (
         "# LLM stress benchmark\n\n"
-        f"`{command}` on {when}, {cores} cores (shared with other work; load "
-        "averages below).\n\n"
+        f"`{command}` on {when}, {cores} cores (the load averages below show "
+        "what else ran).\n\n"
         f"{table}\n"
         "Latency: from the webhook call answering 200 to the answer's arrival at "
         "the fake Bot API. Fake model latency 200-800 ms; questions Zipf "
