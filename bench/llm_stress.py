@@ -417,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--outbox-concurrency", type=int, default=8)
     parser.add_argument(
+        "--llm-threads",
+        type=int,
+        default=0,
+        help="threads of the LLM worker (default: one per conversation)",
+    )
+    parser.add_argument(
         "--conversations-per-bot",
         type=int,
         default=0,
@@ -455,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for conversations in args.conversations:
-        threads = conversations
+        threads = args.llm_threads or conversations
         options = StackOptions(
             postgres_url=args.postgres,
             redis_url=args.redis,
