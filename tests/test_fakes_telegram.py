@@ -36,10 +36,11 @@ from tests.fakes.control import (
     stop_fake_telegram_subprocess,
 )
 from tests.fakes.telegram_api import FakeTelegramServer
+from tests.tokens import fake_bot_token
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
-TOKEN = "7000000001:AAFakeTokenForBotFactoryTests_0123456"
-OTHER_TOKEN = "7000000002:AAAnotherFakeTokenForBotFactory-987"
+TOKEN = fake_bot_token(7000000001, "fake-telegram")
+OTHER_TOKEN = fake_bot_token(7000000002, "fake-telegram-other")
 OLENA = 111000111
 TOM = 222000222
 SUPERGROUP = -1001234567890

@@ -19,8 +19,9 @@ from bots.models import Bot
 from tests.bots.conftest import DEMO_SECRET, DEMO_TOKEN
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
+from tests.tokens import fake_bot_token
 
-TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw0"
+TOKEN = fake_bot_token(123456789, "logging")
 BOT_URL = f"https://api.telegram.org/bot{TOKEN}/sendMessage"
 # Every logger that could see a token, a URL with one, or an update.
 LOGGERS = [

@@ -16,8 +16,9 @@ from sentry_sdk.types import Event
 from botfactory.sentry import sentry_before_send
 from tests.botfactory.test_settings import _refused, _startup_error
 from tests.docker.conftest import production_env
+from tests.tokens import fake_bot_token
 
-TOKEN = "7000000001:AAFakeTokenForTestsOnly_abcdefghijklm"
+TOKEN = fake_bot_token(7000000001, "demo")
 PASSWORD = "hunter2-Pa55word"
 REPORTING_PROGRAM = f"""
 import logging, os

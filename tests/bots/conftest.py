@@ -14,9 +14,10 @@ from tests.fakes.control import (
     start_fake_telegram_subprocess,
     stop_fake_telegram_subprocess,
 )
+from tests.tokens import fake_bot_token
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telegram"
-DEMO_TOKEN = "7000000001:AAFakeTokenForTestsOnly_abcdefghijklm"
+DEMO_TOKEN = fake_bot_token(7000000001, "demo")
 DEMO_SECRET = "test-webhook-secret_0123456789"
 
 
