@@ -33,6 +33,20 @@ def database_url(database: dict[str, object]) -> str:
     return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
 
 
+def demo_server_env(
+    *, database: dict[str, object], telegram_url: str
+) -> dict[str, str]:
+    """Return the environment of a server for the test database and fake API."""
+    return {
+        "DATABASE_URL": database_url(database),
+        "TELEGRAM_API_URL": telegram_url,
+        "TELEGRAM_TIMEOUT_SECONDS": "3",
+        "DOTENV_PATH": "/dev/null",
+        "LOG_LEVEL": "warning",
+        "REDIS_URL": "",
+    }
+
+
 @contextmanager
 def gunicorn(*, workers: int, env: dict[str, str], timeout: int = 60) -> Iterator[str]:
     """Serve botfactory.wsgi with ``workers`` processes; yield its base URL."""

@@ -32,7 +32,7 @@ from bots.sql import sql_run
 from bots.telegram import TelegramNetworkError, telegram_call
 from tests.bots.chat_user import ChatUser, labels, texts
 from tests.bots.conftest import DEMO_SECRET, DEMO_TOKEN
-from tests.bots.hostile_server import database_url, gunicorn
+from tests.bots.hostile_server import database_url, demo_server_env, gunicorn
 from tests.fakes.control import FakeTelegramControl
 
 CHAT = 5560001
@@ -1495,14 +1495,9 @@ def test_timed_out_calls_give_their_connections_back(
 
 @pytest.fixture
 def server(demo_bot: Bot, fake_telegram_url: str) -> Iterator[str]:
-    env = {
-        "DATABASE_URL": database_url(settings.DATABASES["default"]),
-        "TELEGRAM_API_URL": fake_telegram_url,
-        "TELEGRAM_TIMEOUT_SECONDS": "3",
-        "DOTENV_PATH": "/dev/null",
-        "LOG_LEVEL": "warning",
-        "REDIS_URL": "",
-    }
+    env = demo_server_env(
+        database=settings.DATABASES["default"], telegram_url=fake_telegram_url
+    )
     with gunicorn(workers=4, env=env) as url:
         yield url
 

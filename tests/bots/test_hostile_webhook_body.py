@@ -14,21 +14,16 @@ from django.conf import settings
 
 from bots.models import Bot, ProcessedUpdate
 from tests.bots.conftest import DEMO_SECRET
-from tests.bots.hostile_server import database_url, gunicorn
+from tests.bots.hostile_server import demo_server_env, gunicorn
 
 CHAT = 5550177
 
 
 @pytest.fixture
 def server(demo_bot: Bot, fake_telegram_url: str) -> Iterator[str]:
-    env = {
-        "DATABASE_URL": database_url(settings.DATABASES["default"]),
-        "TELEGRAM_API_URL": fake_telegram_url,
-        "TELEGRAM_TIMEOUT_SECONDS": "3",
-        "DOTENV_PATH": "/dev/null",
-        "LOG_LEVEL": "warning",
-        "REDIS_URL": "",
-    }
+    env = demo_server_env(
+        database=settings.DATABASES["default"], telegram_url=fake_telegram_url
+    )
     with gunicorn(workers=1, env=env) as url:
         yield url
 
