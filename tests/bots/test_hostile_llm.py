@@ -2,16 +2,12 @@
 questions and the provider's answers.
 
 The answer path runs through the webhook with tasks in-process, the real
-openai client and a scripted OpenAI-compatible server on loopback that
-answers each call with exactly the bytes a test gives it (the shared fake
-only answers well-formed completions).
+openai client and the fake OpenAI API, scripted through its ``reply``
+control to answer each call with exactly the bytes a test gives it.
 """
 
 import json
-import threading
-import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +20,11 @@ from tests.bots.test_admin import _change_data, _change_url, _demo_spec, _snapsh
 from tests.dsl.support import Conversation, context, spec_of, texts
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
+from tests.fakes.openai_control import (
+    FakeOpenAI,
+    fake_openai_running,
+    llm_settings_for,
+)
 
 FALLBACK = "Sorry, I can't answer that right now. Please try again later."
 PROMPT = "What would you like to ask the barista?"
@@ -32,40 +33,6 @@ TELEGRAM_LIMIT = 4096
 
 
 # --- a provider that answers what the test scripts ----------------------------
-
-
-class _ScriptedHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: "ScriptedProvider"
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length)
-        self.server.requests.append(json.loads(body))
-        status, answer = self.server.answer
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-
-class ScriptedProvider(ThreadingHTTPServer):
-    """Answers every chat completion with ``answer``: (status, raw body)."""
-
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _ScriptedHandler)
-        self.requests: list[dict[str, Any]] = []
-        self.answer: tuple[int, bytes] = (200, completion("Hello."))
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
 
 def completion(
@@ -94,24 +61,28 @@ def completion(
     ).encode()
 
 
+@pytest.fixture(scope="module")
+def fake_provider() -> Iterator[FakeOpenAI]:
+    with fake_openai_running() as fake:
+        yield fake
+
+
 @pytest.fixture
-def provider(settings: Any) -> Iterator[ScriptedProvider]:
-    server = ScriptedProvider()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.OPENAI_BASE_URL = server.url
-    settings.OPENAI_API_KEY = "sk-test-only"
-    settings.LLM_MODEL = "scripted-model"
-    # A name of its own, so breaker and cache state never leak between tests.
-    settings.LLM_PROVIDER_NAME = f"scripted-{uuid.uuid4().hex[:8]}"
+def provider(settings: Any, fake_provider: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    """The fake OpenAI API answering "Hello." until a test scripts its reply."""
+    fake_provider.reset()
+    answer(fake_provider, 200, completion("Hello."))
+    for name, value in llm_settings_for(fake_provider).items():
+        setattr(settings, name, value)
     settings.LLM_TIMEOUT_SECONDS = 10.0
     settings.LLM_MAX_ATTEMPTS = 2
-    settings.LLM_BACKOFF_INITIAL_SECONDS = 0.01
-    settings.LLM_BACKOFF_MAX_SECONDS = 0.05
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=10)
+    yield fake_provider
+    fake_provider.reset()
+
+
+def answer(fake: FakeOpenAI, status: int, body: bytes) -> None:
+    """Make every completion answer ``status`` with the raw ``body``."""
+    fake.control(reply={"status": status, "body": body.decode("utf-8")})
 
 
 @pytest.fixture
@@ -277,11 +248,11 @@ def test_a_prompt_reaching_python_internals_or_building_a_huge_string_asks_nothi
     ],
 )
 def test_a_hostile_question_reaches_the_model_as_storable_unescaped_text(
-    provider: ScriptedProvider, user: ChatUser, question: str, sent: str | None
+    provider: FakeOpenAI, user: ChatUser, question: str, sent: str | None
 ) -> None:
     calls = _ask(user, question)
 
-    assert provider.requests[-1]["messages"][-1] == {
+    assert provider.calls()[-1]["messages"][-1] == {
         "role": "user",
         "content": question if sent is None else sent,
     }
@@ -290,7 +261,7 @@ def test_a_hostile_question_reaches_the_model_as_storable_unescaped_text(
 
 
 def test_a_question_of_100_kb_is_refused_by_its_step_and_asks_nothing(
-    provider: ScriptedProvider, user: ChatUser
+    provider: FakeOpenAI, user: ChatUser
 ) -> None:
     calls = _ask(user, "q" * 100_000)
 
@@ -300,7 +271,7 @@ def test_a_question_of_100_kb_is_refused_by_its_step_and_asks_nothing(
             f"That is too long: please send at most 500 characters.\n\n{PROMPT}",
         )
     ]
-    assert provider.requests == []
+    assert provider.calls() == []
     assert _requests(user.bot) == []
 
 
@@ -308,9 +279,10 @@ def test_a_question_of_100_kb_is_refused_by_its_step_and_asks_nothing(
 
 
 def test_markup_in_an_answer_reaches_telegram_escaped(
-    provider: ScriptedProvider, user: ChatUser
+    provider: FakeOpenAI, user: ChatUser
 ) -> None:
-    provider.answer = (
+    answer(
+        provider,
         200,
         completion(
             "<script>alert(1)</script> & **bold** `x<y>` [a](javascript:x)\n\n"
@@ -343,9 +315,9 @@ def test_markup_in_an_answer_reaches_telegram_escaped(
     ids=["nul", "lone-surrogate"],
 )
 def test_an_answer_the_database_cannot_store_as_is_is_cleaned_and_sent(
-    provider: ScriptedProvider, user: ChatUser, content: str, shown: str
+    provider: FakeOpenAI, user: ChatUser, content: str, shown: str
 ) -> None:
-    provider.answer = (200, completion(content))
+    answer(provider, 200, completion(content))
 
     calls = _ask(user, "Is tea hot?")
 
@@ -358,13 +330,14 @@ def test_an_answer_the_database_cannot_store_as_is_is_cleaned_and_sent(
     [(-5, 2, (0, 2)), (2**40, 1, (0, 1)), (None, 1.5, (0, 0))],
 )
 def test_implausible_token_counts_are_stored_as_zero_and_the_answer_is_sent(
-    provider: ScriptedProvider,
+    provider: FakeOpenAI,
     user: ChatUser,
     prompt_tokens: Any,
     completion_tokens: Any,
     stored: tuple[int, int],
 ) -> None:
-    provider.answer = (
+    answer(
+        provider,
         200,
         completion(
             "Sure.", prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
@@ -392,24 +365,24 @@ def test_implausible_token_counts_are_stored_as_zero_and_the_answer_is_sent(
     ids=["text", "list", "no-choice", "choices-str", "null", "number", "str", "cut"],
 )
 def test_a_malformed_answer_is_retried_then_the_user_gets_the_fallback(
-    provider: ScriptedProvider, user: ChatUser, body: bytes
+    provider: FakeOpenAI, user: ChatUser, body: bytes
 ) -> None:
-    provider.answer = (200, body)
+    answer(provider, 200, body)
 
     calls = _ask(user, "Anything?")
 
     assert _shown(calls) == [("sendMessage", THINKING), ("editMessageText", FALLBACK)]
-    assert len(provider.requests) == 2
+    assert len(provider.calls()) == 2
     assert _requests(user.bot) == [("failed", "", "retries_exhausted", 0, 0)]
 
 
 def test_a_huge_answer_is_cut_to_a_few_messages(
-    provider: ScriptedProvider, user: ChatUser
+    provider: FakeOpenAI, user: ChatUser
 ) -> None:
     # given a provider that answers about a megabyte of paragraphs
     paragraph = " ".join(["word"] * 200)
-    answer = "\n\n".join([paragraph] * 1000)
-    provider.answer = (200, completion(answer))
+    huge = "\n\n".join([paragraph] * 1000)
+    answer(provider, 200, completion(huge))
 
     # when a user asks
     calls = _ask(user, "Tell me everything.")
@@ -426,7 +399,7 @@ def test_a_huge_answer_is_cut_to_a_few_messages(
     ]
     assert all(len(text) <= TELEGRAM_LIMIT for _, text in shown)
     assert "\n\n".join(text for _, text in shown[1:]) == (
-        answer[:16_384].rstrip() + " …"
+        huge[:16_384].rstrip() + " …"
     )
 
 

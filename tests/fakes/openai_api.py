@@ -7,8 +7,11 @@ envelope. Control endpoints, which the real API does not have:
 
 - ``POST /_control`` with any of ``{"latency_ms": [min, max], "fail_rate":
   0.2, "fail_kind": "500|429|quota|hang|malformed|400", "hold": true,
-  "retry_after": 1, "fail_next": 2}`` changes the behaviour from the next request on and
-  answers the whole configuration (``GET /_control`` shows it). ``hang``
+  "retry_after": 1, "fail_next": 2, "reply": {"status": 200, "body": "..."}}``
+  changes the behaviour from the next request on and answers the whole
+  configuration (``GET /_control`` shows it). ``reply`` answers every
+  completion with that status and raw body (a scripted provider; ``null``
+  ends it). ``hang``
   keeps the connection open without an answer until the client gives up;
   ``malformed`` answers 200 with a body that is not JSON; ``quota`` is a 429
   whose code is ``insufficient_quota``; ``429`` carries ``retry-after``.
@@ -91,6 +94,8 @@ class FakeConfig:
     retry_after: float = 1.0
     # The next this many requests fail with fail_kind, whatever fail_rate.
     fail_next: int = 0
+    # Every completion answers this {"status", "body"} instead, when set.
+    reply: dict[str, Any] | None = None
 
     def update(self, data: dict[str, Any]) -> None:
         unknown = set(data) - set(asdict(self))
@@ -116,6 +121,15 @@ class FakeConfig:
             self.retry_after = max(float(data["retry_after"]), 0.0)
         if "fail_next" in data:
             self.fail_next = max(int(data["fail_next"]), 0)
+        if "reply" in data:
+            reply = data["reply"]
+            if reply is not None and not (
+                isinstance(reply, dict)
+                and isinstance(reply.get("status"), int)
+                and isinstance(reply.get("body"), str)
+            ):
+                raise ValueError("reply must be null or {status: int, body: str}")
+            self.reply = reply
 
 
 @dataclass
@@ -311,6 +325,9 @@ class _Handler(FakeHandler):
         if latency and not self._wait(threading.Event(), limit=latency):
             return 0, None, {}
 
+        reply = self._state.config.reply
+        if reply is not None:
+            return reply["status"], reply["body"].encode("utf-8"), {}
         if kind == "hang":
             self._wait(threading.Event(), limit=MAX_HANG_SECONDS)
             return 0, None, {}

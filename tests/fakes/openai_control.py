@@ -38,6 +38,7 @@ DEFAULT_CONTROL = {
     "hold": False,
     "retry_after": 1.0,
     "fail_next": 0,
+    "reply": None,
 }
 
 
