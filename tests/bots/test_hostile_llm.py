@@ -398,9 +398,7 @@ def test_a_huge_answer_is_cut_to_a_few_messages(
         "sendMessage",
     ]
     assert all(len(text) <= TELEGRAM_LIMIT for _, text in shown)
-    assert "\n\n".join(text for _, text in shown[1:]) == (
-        huge[:16_384].rstrip() + " …"
-    )
+    assert "\n\n".join(text for _, text in shown[1:]) == (huge[:16_384].rstrip() + " …")
 
 
 # --- the admin: text no database can store is refused with its path -----------
