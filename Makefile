@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 3
 PROMTOOL := tools/prometheus/usr/bin/promtool
 
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/botfactory)
