@@ -17,7 +17,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
 	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test deps lint fmt lock clean bench-llm
+.PHONY: run test deps lint fmt lock clean bench-llm bench-webhook
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,10 +34,12 @@ run: $(VENV)/.installed .env
 	DEBUG=1 $(PY) manage.py runserver 127.0.0.1:8000
 
 # System tools that tests drive (psql and redis-cli for the service checks
-# and outage tests, promtool for the alert rules); installed, never skipped.
+# and outage tests, wrk for the webhook benchmark's flow, promtool for the
+# alert rules); installed, never skipped.
 deps: $(PROMTOOL)
-	@command -v psql >/dev/null && command -v redis-cli >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq postgresql-client redis-tools)
+	@command -v psql >/dev/null && command -v redis-cli >/dev/null && \
+		command -v wrk >/dev/null || \
+		(apt-get update -qq && apt-get install -y -qq postgresql-client redis-tools wrk)
 
 # promtool ships in Debian's prometheus package (2.42); unpacking the .deb
 # gives a standalone binary without installing the server.
@@ -66,6 +68,18 @@ fmt: $(VENV)/.installed
 # bench/results/llm_stress.md and .json. BENCH_ARGS=--conversations=32 for one level.
 bench-llm: $(VENV)/.installed
 	$(PY) -m bench.llm_stress $(BENCH_ARGS)
+
+# The webhook benchmark (minutes; needs PostgreSQL and Redis): the ceiling,
+# BotFactory and the aiogram peer, writes bench/results/webhook.md and .json.
+# BENCH_ARGS="--rounds 1 --seconds 10" for a short run.
+PEER_VENV := bench/peers/.venv
+$(PEER_VENV)/.installed: bench/peers/requirements.lock
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r bench/peers/requirements.lock
+	touch $@
+
+bench-webhook: $(VENV)/.installed $(PEER_VENV)/.installed deps
+	$(PY) -m bench.webhook_bench $(BENCH_ARGS)
 
 # Refresh the lock after editing pyproject.toml.
 lock: $(VENV)/.installed

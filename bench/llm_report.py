@@ -106,6 +106,23 @@ def questions_draw(
     ]
 
 
+def think_times_draw(
+    *, conversations: int, per_conversation: int, think_ms: tuple[int, int]
+) -> list[list[float]]:
+    """Draw each conversation's pauses (seconds) after each answer.
+
+    Uniform over ``think_ms``, from a generator of its own so the questions
+    stay the same whatever the pauses are.
+    """
+    rng = random.Random(QUESTION_SEED + 1)
+    low, high = think_ms
+
+    return [
+        [rng.uniform(low, high) / 1000 for _ in range(per_conversation)]
+        for _ in range(conversations)
+    ]
+
+
 def questions_per_conversation(conversations: int) -> int:
     return QUESTIONS_MANY if conversations >= MANY_FROM else QUESTIONS_FEW
 
@@ -144,6 +161,8 @@ class LevelResult:
     outbox_pool: str
     outbox_concurrency: int
     bots: int
+    # The pause of a conversation between an answer and its next question.
+    think_ms: tuple[int, int] = (0, 0)
     loadavg_before: list[float] = field(default_factory=list)
     loadavg_after: list[float] = field(default_factory=list)
     logged_errors: dict[str, int] = field(default_factory=dict)
@@ -235,20 +254,22 @@ def markdown_render(
     """Render the results note: the table, the workload and the details."""
     table = table_render(results)
     details = [
-        "| conversations | bots | from POST sent p95 ms | thinking… p50 / p95 ms "
+        "| conversations | bots | think time ms | from POST sent p95 ms "
+        "| thinking… p50 / p95 ms "
         "| request to answer written p50 / p95 ms "
         "| answer written to sent p50 / p95 ms "
         "| load average before / after | CPU seconds while running |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for result in results:
         summary = result.summary()
+        low, high = result.think_ms
         stages = result.stages_ms
         cpu = ", ".join(
             f"{name} {value:.1f}" for name, value in result.cpu_seconds.items()
         )
         details.append(
-            f"| {result.conversations} | {result.bots} "
+            f"| {result.conversations} | {result.bots} | {low}-{high} "
             f"| {_ms(summary['from_sent_p95_ms'])} "
             f"| {_ms(summary['thinking_p50_ms'])} / {_ms(summary['thinking_p95_ms'])} "
             f"| {_ms(stages.get('llm_p50'))} / {_ms(stages.get('llm_p95'))} "
@@ -264,8 +285,10 @@ def markdown_render(
         "Latency: from the webhook call answering 200 to the answer's arrival at "
         "the fake Bot API. Fake model latency 200-800 ms; questions Zipf "
         f"(s = {ZIPF_S}) over {len(QUESTIONS)} fixed questions, seed "
-        f"{QUESTION_SEED}; each conversation asks its next question as soon as "
-        "it has the answer (no think time). Errors: a webhook call that is not "
+        f"{QUESTION_SEED}; after each answer a conversation pauses for its "
+        "think time (uniform over the range in the table below, seeded; 0-0 "
+        "asks again at once) before its next question. Errors: a webhook call "
+        "that is not "
         "200, no prompt or answer within 30 s, or the fallback instead of the "
         "answer. Cache hits: the LLM worker's "
         '`botfactory_cache_requests_total{cache="llm"}`.\n\n'
@@ -323,5 +346,7 @@ def results_from_json(path: Path) -> tuple[list[LevelResult], dict[str, Any]]:
         LevelResult(**{key: value for key, value in level.items() if key in names})
         for level in document["levels"]
     ]
+    for level in levels:
+        level.think_ms = (int(level.think_ms[0]), int(level.think_ms[1]))
 
     return levels, document

@@ -36,7 +36,9 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -53,7 +55,9 @@ from bench.llm_report import (
     results_from_json,
     results_write,
     table_render,
+    think_times_draw,
 )
+from bench.profiling import profiled, summary
 from bench.stack import PROJECT_ROOT, Stack, StackOptions
 from tests.fakes.openai_api import expected_answer
 
@@ -191,14 +195,16 @@ class _Run:
         return response.status_code
 
     async def conversation(
-        self, index: int, questions: list[str], delay: float
+        self, index: int, questions: list[str], pauses: list[float], delay: float
     ) -> None:
         await asyncio.sleep(delay)
         chat_id = CHAT_BASE + index
         # Chat ids are unique over the run, whichever bot a chat talks to.
         bot_id = self.stack.bot_ids[index % len(self.stack.bot_ids)]
         message_id = 0
-        for question in questions:
+        for number, (question, pause) in enumerate(zip(questions, pauses, strict=True)):
+            if number and pause:
+                await asyncio.sleep(pause)
             seen = len(self.watch.by_chat.get(chat_id, ()))
             message_id += 1
             status = await self.post(bot_id, chat_id, message_id, "/ask")
@@ -268,7 +274,9 @@ def _sum(
     )
 
 
-async def _drive(stack: Stack, plan: list[list[str]], ramp_s: float) -> _Run:
+async def _drive(
+    stack: Stack, plan: list[list[str]], pauses: list[list[float]], ramp_s: float
+) -> _Run:
     limits = httpx.Limits(
         max_connections=len(plan) + 8, max_keepalive_connections=len(plan) + 8
     )
@@ -281,7 +289,7 @@ async def _drive(stack: Stack, plan: list[list[str]], ramp_s: float) -> _Run:
         try:
             await asyncio.gather(
                 *(
-                    run.conversation(index, questions, index * spacing)
+                    run.conversation(index, questions, pauses[index], index * spacing)
                     for index, questions in enumerate(plan)
                 )
             )
@@ -311,17 +319,42 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
+@contextlib.contextmanager
+def _maybe_profiled(
+    stack: Stack, profile_dir: Path | None, conversations: int
+) -> Iterator[None]:
+    if profile_dir is None:
+        yield
+        return
+    out_dir = profile_dir / f"{conversations}-conversations"
+    with profiled(stack.pids(), out_dir) as outputs:
+        yield
+    for name, path in outputs.items():
+        if path.exists():
+            (out_dir / f"{name}.summary.json").write_text(
+                json.dumps(summary(path), indent=1)
+            )
+    logger.info("Profiles written to %s.", out_dir)
+
+
 def level_run(
     *,
     conversations: int,
     per_conversation: int,
     ramp_s: float,
     options: StackOptions,
+    think_ms: tuple[int, int] = (0, 0),
+    profile_dir: Path | None = None,
 ) -> LevelResult:
     """Start a fresh stack, drive ``conversations`` through it, stop it."""
     # Drawn before any process starts, so nothing measured can shape it.
     plan = questions_draw(
         conversations=conversations, per_conversation=per_conversation
+    )
+    pauses = think_times_draw(
+        conversations=conversations,
+        per_conversation=per_conversation,
+        think_ms=think_ms,
     )
     stack = Stack(options)
     try:
@@ -330,7 +363,8 @@ def level_run(
         loadavg_before = list(os.getloadavg())
         cpu_before = {**stack.cpu_seconds(), "load-generator": _own_cpu()}
         started = time.monotonic()
-        run = asyncio.run(_drive(stack, plan, ramp_s))
+        with _maybe_profiled(stack, profile_dir, conversations):
+            run = asyncio.run(_drive(stack, plan, pauses, ramp_s))
         duration = time.monotonic() - started
         cpu_after = {**stack.cpu_seconds(), "load-generator": _own_cpu()}
         loadavg_after = list(os.getloadavg())
@@ -365,6 +399,7 @@ def level_run(
             outbox_pool=options.outbox_pool,
             outbox_concurrency=options.outbox_concurrency,
             bots=options.bots,
+            think_ms=think_ms,
             loadavg_before=loadavg_before,
             loadavg_after=loadavg_after,
             logged_errors=stack.logged_errors(),
@@ -391,6 +426,20 @@ def _levels(value: str) -> list[int]:
     return levels
 
 
+def _range_ms(value: str) -> tuple[int, int]:
+    low, _, high = value.partition("-")
+    try:
+        bounds = (int(low), int(high or low))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected milliseconds such as 2000-6000"
+        ) from None
+    if bounds[0] < 0 or bounds[1] < bounds[0]:
+        raise argparse.ArgumentTypeError("expected 0 <= low <= high, such as 2000-6000")
+
+    return bounds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the LLM stress benchmark.")
     parser.add_argument("--conversations", type=_levels, default=[32, 256])
@@ -401,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
         help="questions per conversation (default 8, or 3 from 128 conversations)",
     )
     parser.add_argument("--ramp-s", type=float, default=2.0)
+    parser.add_argument(
+        "--think-ms",
+        type=_range_ms,
+        default=(0, 0),
+        metavar="LOW-HIGH",
+        help="pause after each answer, uniform over LOW-HIGH ms (default 0: "
+        "ask again at once)",
+    )
     parser.add_argument(
         "--postgres",
         default=os.environ.get(
@@ -435,6 +492,12 @@ def main(argv: list[str] | None = None) -> int:
         help="file name (without suffix) of the results in bench/results/",
     )
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample every process with py-spy while the load runs, into DIR",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument(
         "--markdown-only",
@@ -483,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_conversation=per_conversation,
                 ramp_s=args.ramp_s,
                 options=options,
+                think_ms=args.think_ms,
+                profile_dir=args.profile,
             )
         )
 

@@ -264,11 +264,18 @@ class Stack:
             raise RuntimeError(f"expected {count} more bots, got {len(ids)}")
         self.bot_ids += ids
 
-    def _spawn(self, name: str, args: list[str], extra: dict[str, str]) -> _Process:
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        extra: dict[str, str],
+        *,
+        python: str = sys.executable,
+    ) -> _Process:
         log = self.work_dir / f"{name}.log"
         handle: IO[bytes] = log.open("wb")
         popen = subprocess.Popen(
-            [sys.executable, *args],
+            [python, *args],
             cwd=PROJECT_ROOT,
             env={**self._env, **extra},
             stdout=handle,
@@ -300,6 +307,46 @@ class Stack:
             within=START_SECONDS,
             what="gunicorn",
         )
+
+    def gunicorn_start(
+        self,
+        *,
+        name: str,
+        app: str,
+        python: str = sys.executable,
+        args: tuple[str, ...] = (),
+        extra: dict[str, str] | None = None,
+    ) -> str:
+        """Serve another application with the same gunicorn configuration.
+
+        Started after ``start()``, stopped with the rest; ``args`` go before
+        the application (a worker class, say). Return its base URL once its
+        ``/health`` answers.
+        """
+        port = free_port()
+        metrics_dir = self.work_dir / f"{name}-metrics"
+        metrics_dir.mkdir()
+        env = {
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+            **(extra or {}),
+        }
+        if self.options.web_workers:
+            env["WEB_CONCURRENCY"] = str(self.options.web_workers)
+        command = ["-m", "gunicorn", "-c", str(GUNICORN_CONFIG), *args, app]
+        process = self._spawn(name, command, env, python=python)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for(
+            lambda: self._alive(process) and _answers(f"{url}/health"),
+            within=START_SECONDS,
+            what=name,
+        )
+
+        return url
+
+    def database_url(self) -> str:
+        """Return the URL of the run's own database."""
+        return self._database_url(self.database)
 
     def _worker_start(
         self, name: str, pool_args: list[str], extra: dict[str, str]
@@ -344,6 +391,10 @@ class Stack:
             tail = process.log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{process.name} exited: {tail}")
         return True
+
+    def pids(self) -> dict[str, int]:
+        """Return the process id of each started process, by name."""
+        return {process.name: process.popen.pid for process in self._processes}
 
     def _check_alive(self) -> None:
         for process in self._processes:

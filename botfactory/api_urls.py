@@ -9,6 +9,7 @@ from bots.apis import (
     TranslationCoverageApi,
     TranslationListApi,
     TranslationSetApi,
+    UserDataApi,
 )
 
 urlpatterns = [
@@ -24,6 +25,11 @@ urlpatterns = [
         "bots/<int:id>/i18n/<str:locale>/<str:key>",
         TranslationSetApi.as_view(),
         name="api-translation",
+    ),
+    path(
+        "bots/<int:id>/users/<str:telegram_user_id>/data",
+        UserDataApi.as_view(),
+        name="api-user-data",
     ),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path(

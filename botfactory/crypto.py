@@ -34,8 +34,19 @@ def secret_decrypt(token: str) -> str:
 
 
 def secret_rotate(token: str) -> str:
-    """Re-encrypt a stored value with the newest key."""
+    """Re-encrypt a stored value with the newest key; raise DecryptionError."""
     try:
         return _current().rotate(token.encode("ascii")).decode("ascii")
-    except InvalidToken as exc:
+    except (InvalidToken, UnicodeError) as exc:
         raise DecryptionError("No configured key decrypts this value.") from exc
+
+
+def secret_is_current(token: str) -> bool:
+    """Tell whether a stored value is encrypted with the newest key."""
+    newest = _fernet(tuple(settings.FIELD_ENCRYPTION_KEYS[:1]))
+    try:
+        newest.decrypt(token.encode("ascii"))
+    except (InvalidToken, UnicodeError):
+        return False
+
+    return True

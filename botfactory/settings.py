@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "knox",
     "drf_spectacular",
     "django_prometheus",
+    "axes",
     "botfactory",
     "bots",
     "i18n",
@@ -84,6 +85,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # After authentication: turns a login that django-axes refused into the
+    # lockout page.
+    "axes.middleware.AxesMiddleware",
     "botfactory.middleware.DatabaseUnavailableMiddleware",
     "botfactory.metrics_views.PrometheusAfterMiddleware",
 ]
@@ -288,6 +292,13 @@ else:
 # The in-memory transport ignores the host; naming one keeps kombu from
 # warning on every task the embedded default runs in-process.
 CELERY_BROKER_URL = REDIS_URL or "memory://localhost/"
+# kombu's Redis transport, fixed so that a worker survives losing Redis while
+# tasks run (see botfactory/broker.py).
+# TODO: a rediss:// broker keeps kombu's own transport, which sets up TLS by
+# that scheme; its workers still exit when Redis is lost mid-task.
+CELERY_BROKER_TRANSPORT = (
+    "botfactory.broker:Transport" if (REDIS_URL or "").startswith("redis://") else None
+)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ALWAYS_EAGER = REDIS_URL is None
 CELERY_TASK_EAGER_PROPAGATES = False
@@ -303,6 +314,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": 3600,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A task is published after its rows commit, and the sweeps publish it again
+# if that fails: one quick retry covers a connection dropped by a Redis
+# restart, and a Redis that is down costs a webhook milliseconds, not the
+# second or more of Celery's default retries (which held every web worker).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 # Keep the project's handlers (context and redaction) in worker processes.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 OUTBOX_SWEEP_INTERVAL_SECONDS = env_float(
@@ -320,6 +341,16 @@ TELEGRAM_TIMEOUT_SECONDS = env_float("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
 # How long a send may stay in flight before another worker may retry it.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0, minimum=1.0)
+# Telegram's sending limits per bot token (bots/services/send_limits.py): a
+# bucket of 3 messages per chat refilling at 1 a second, 20 in any minute
+# per group, 30 in any second per bot.
+OUTBOX_CHAT_BURST = env_int("OUTBOX_CHAT_BURST", 3, minimum=1)
+OUTBOX_CHAT_PER_SECOND = env_float("OUTBOX_CHAT_PER_SECOND", 1.0, minimum=0.01)
+OUTBOX_GROUP_LIMIT = env_int("OUTBOX_GROUP_LIMIT", 20, minimum=1)
+OUTBOX_GROUP_WINDOW_SECONDS = env_float(
+    "OUTBOX_GROUP_WINDOW_SECONDS", 60.0, minimum=0.1
+)
+OUTBOX_BOT_PER_SECOND = env_int("OUTBOX_BOT_PER_SECOND", 30, minimum=1)
 
 # --- LLM ----------------------------------------------------------------------
 
@@ -383,6 +414,35 @@ CELERY_TASK_ANNOTATIONS = {
 
 SQL_ROW_CAP = env_int("SQL_ROW_CAP", 1000, minimum=1)
 
+# --- data lifecycle -----------------------------------------------------------
+
+# Telegram re-delivers an unacknowledged update for up to 24 hours; a dedup
+# record pruned sooner would let a late copy run twice.
+PROCESSED_UPDATE_RETENTION_HOURS = env_int(
+    "PROCESSED_UPDATE_RETENTION_HOURS", 48, minimum=25
+)
+OUTBOX_SENT_RETENTION_DAYS = env_int("OUTBOX_SENT_RETENTION_DAYS", 7, minimum=1)
+# Failed sends are what an operator investigates: kept at least as long.
+OUTBOX_FAILED_RETENTION_DAYS = env_int("OUTBOX_FAILED_RETENTION_DAYS", 30, minimum=1)
+if OUTBOX_FAILED_RETENTION_DAYS < OUTBOX_SENT_RETENTION_DAYS:
+    raise ImproperlyConfigured(
+        "OUTBOX_FAILED_RETENTION_DAYS must be at least OUTBOX_SENT_RETENTION_DAYS."
+    )
+# Finished (done or failed) LLM requests; two days outlive the dedup records.
+LLM_REQUEST_RETENTION_DAYS = env_int("LLM_REQUEST_RETENTION_DAYS", 7, minimum=2)
+# Rows per DELETE, so that a large backlog never holds a lock for long.
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 1000, minimum=1)
+PRUNE_INTERVAL_SECONDS = env_float("PRUNE_INTERVAL_SECONDS", 3600.0, minimum=60.0)
+# A conversation without an update for this long starts over at the start
+# node on its next update (0: never). A spec's idle_expiry_seconds wins.
+CONVERSATION_IDLE_EXPIRY_SECONDS = env_int(
+    "CONVERSATION_IDLE_EXPIRY_SECONDS", 86400, minimum=0
+)
+if 0 < CONVERSATION_IDLE_EXPIRY_SECONDS < 60:
+    raise ImproperlyConfigured(
+        "CONVERSATION_IDLE_EXPIRY_SECONDS must be 0 (never) or at least 60."
+    )
+
 # --- logging ------------------------------------------------------------------
 
 LOG_FORMAT = env_choice("LOG_FORMAT", ("json", "text"), "text" if DEBUG else "json")
@@ -419,6 +479,10 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
+        # A line for every task received and succeeded drowns the worker's
+        # own lines (and the terminal chat); failures still log as errors.
+        "celery.app.trace": {"level": "WARNING"},
+        "celery.worker.strategy": {"level": "WARNING"},
     },
 }
 
@@ -446,6 +510,25 @@ SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production") or "production"
 if SENTRY_DSN:
     sentry_init(dsn=SENTRY_DSN, environment=SENTRY_ENVIRONMENT)
     LOGGING = sentry_logging_config(LOGGING)
+
+# --- login limits -------------------------------------------------------------
+
+# django-axes refuses logins for a username from an address after this many
+# failures in a row, for the cool-off; a success starts the count again. The
+# address is the connecting peer (REMOTE_ADDR), as for the metrics allow list.
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out login is refused before a password check.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "botfactory.auth.login_locked_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Its log lines name the lockout parameters masked, and no start-up banner.
+AXES_VERBOSE = False
 
 # --- REST API -----------------------------------------------------------------
 
@@ -488,5 +571,9 @@ CELERY_BEAT_SCHEDULE = {
     "llm-sweep": {
         "task": "bots.llm_sweep",
         "schedule": OUTBOX_SWEEP_INTERVAL_SECONDS,
+    },
+    "data-prune": {
+        "task": "bots.data_prune",
+        "schedule": PRUNE_INTERVAL_SECONDS,
     },
 }

@@ -3,6 +3,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
@@ -12,6 +13,7 @@ from bots.models import TOKEN_RE, Bot, Conversation, OutboundMessage, SpecVersio
 from bots.observability import spec_reload_record
 from bots.services.bots import bot_activate, bot_deactivate
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
+from bots.sql import sql_deprovision
 from i18n.admin import TranslationAdminForm
 from i18n.models import Translation
 
@@ -175,6 +177,18 @@ class BotAdmin(admin.ModelAdmin):
     @admin.display(description=_("token"))
     def token_display(self, obj: Bot) -> str:
         return obj.token_masked or "—"
+
+    def delete_model(self, request: HttpRequest, obj: Bot) -> None:
+        # The bot's own data goes with it: its role and schema (or its file).
+        with transaction.atomic():
+            sql_deprovision(bot=obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
+        with transaction.atomic():
+            for bot in queryset:
+                sql_deprovision(bot=bot)
+            super().delete_queryset(request, queryset)
 
     def save_model(
         self, request: HttpRequest, obj: Bot, form: Any, change: bool

@@ -1,4 +1,4 @@
-"""The REST API of a bot: publishing and reloading its spec, its translations.
+"""The REST API of a bot: its spec, its translations, its users' data.
 
 Staff only, with tokens (see ``create_api_token``); errors are rendered by
 ``botfactory.errors.api_exception_handler``.
@@ -21,6 +21,11 @@ from rest_framework.views import APIView
 
 from bots.models import Bot
 from bots.selectors import bot_get
+from bots.services.privacy import (
+    telegram_user_id_parse,
+    user_data_delete,
+    user_data_export,
+)
 from bots.services.specs import bot_reload, spec_publish
 from bots.services.translations import (
     bot_translation_coverage_get,
@@ -319,3 +324,106 @@ class TranslationCoverageApi(APIView):
         data = self.OutputSerializer({"locales": coverage}).data
 
         return Response(data)
+
+
+_TELEGRAM_USER_ID = OpenApiParameter(
+    "telegram_user_id",
+    str,
+    OpenApiParameter.PATH,
+    description="The user's Telegram id, a positive integer.",
+)
+_USER_ID_ERROR = {
+    400: _error("The user id is not a positive integer (code user_id_invalid)."),
+}
+_BOT_DATA_ERROR = {
+    409: _error(
+        "The bot's own privacy statement failed (code bot_data_failed, with "
+        "sql_error); nothing was deleted."
+    ),
+}
+
+
+class UserDataApi(APIView):
+    """Export (GET) or delete (DELETE) everything stored about one user."""
+
+    class ExportSerializer(serializers.Serializer):
+        bot_id = serializers.IntegerField()
+        telegram_user_id = serializers.IntegerField()
+        conversations = serializers.ListField(child=serializers.DictField())
+        processed_updates = serializers.ListField(child=serializers.DictField())
+        outbound_messages = serializers.ListField(child=serializers.DictField())
+        llm_requests = serializers.ListField(child=serializers.DictField())
+        blocked_chats = serializers.ListField(child=serializers.DictField())
+        bot_data = serializers.DictField(
+            help_text="The bot's own rows (covered, rows, truncated), or covered "
+            "false with a detail when its spec declares no export statement."
+        )
+
+        class Meta:
+            ref_name = "UserDataExport"
+
+    class DeleteSerializer(serializers.Serializer):
+        bot_id = serializers.IntegerField()
+        telegram_user_id = serializers.IntegerField()
+        deleted = serializers.DictField(
+            child=serializers.IntegerField(),
+            help_text="Rows deleted per kind: conversations, processed_updates, "
+            "outbound_messages, llm_requests, blocked_chats.",
+        )
+        bot_data = serializers.DictField(
+            help_text="Rows the bot's delete statement returned (covered, "
+            "deleted, truncated), or covered false with a detail."
+        )
+
+        class Meta:
+            ref_name = "UserDataDelete"
+
+    @extend_schema(
+        operation_id="user_data_export",
+        description=(
+            "Everything stored about one Telegram user of the bot: their "
+            "conversations (private, and their own in groups), the updates and "
+            "outbound messages of those, their LLM requests and blocked-chat "
+            "entry, and the bot's own rows when its spec declares privacy "
+            "statements. An unknown user gets empty lists."
+        ),
+        parameters=[_BOT_ID, _TELEGRAM_USER_ID],
+        tags=["privacy"],
+        responses={
+            200: ExportSerializer,
+            **_USER_ID_ERROR,
+            **_COMMON_ERRORS,
+            **_BOT_DATA_ERROR,
+        },
+    )
+    def get(self, request: Request, id: int, telegram_user_id: str) -> Response:
+        bot = _bot_get_or_404(id)
+        user_id = telegram_user_id_parse(telegram_user_id)
+
+        export = user_data_export(bot=bot, telegram_user_id=user_id)
+
+        return Response(export)
+
+    @extend_schema(
+        operation_id="user_data_delete",
+        description=(
+            "Delete what the export shows and count it per kind. The bot's own "
+            "rows go first; when its delete statement fails nothing is deleted."
+        ),
+        parameters=[_BOT_ID, _TELEGRAM_USER_ID],
+        tags=["privacy"],
+        request=None,
+        responses={
+            200: DeleteSerializer,
+            **_USER_ID_ERROR,
+            **_COMMON_ERRORS,
+            **_BOT_DATA_ERROR,
+        },
+    )
+    def delete(self, request: Request, id: int, telegram_user_id: str) -> Response:
+        bot = _bot_get_or_404(id)
+        user_id = telegram_user_id_parse(telegram_user_id)
+
+        result = user_data_delete(bot=bot, telegram_user_id=user_id)
+
+        return Response(result)

@@ -39,6 +39,11 @@ class Bot(models.Model):
         default=webhook_secret_generate,
         validators=[WEBHOOK_SECRET_VALIDATOR],
     )
+    # The secret being replaced: the webhook still accepts it until Telegram
+    # confirms the new one, so a rotation drops no update.
+    webhook_secret_previous = EncryptedTextField(
+        _("previous webhook secret"), blank=True, editable=False
+    )
     username = models.CharField(_("Telegram username"), max_length=64, blank=True)
     default_locale = models.CharField(_("default locale"), max_length=16, default="en")
     is_active = models.BooleanField(_("active"), default=True)
@@ -80,7 +85,12 @@ class Bot(models.Model):
         bot = super().from_db(db, field_names, values, **kwargs)
         # Every process that loads a bot teaches the log redactor its
         # secrets, which no pattern would recognise (the webhook secret).
-        for name in ("token", "webhook_secret", "sql_password"):
+        for name in (
+            "token",
+            "webhook_secret",
+            "webhook_secret_previous",
+            "sql_password",
+        ):
             secret_register(bot.__dict__.get(name))
 
         return bot

@@ -1,5 +1,7 @@
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 from botfactory.metrics import CACHE_REQUESTS
 from bots.models import Bot, SpecVersion
@@ -23,17 +25,32 @@ def bot_get(*, bot_ref: str | int) -> Bot | None:
 
 def spec_get(*, version: SpecVersion) -> Spec:
     """Return the parsed spec of a version, from the per-process cache."""
+    return spec_get_by_id(version_id=version.pk, source=lambda: version.source)
+
+
+def spec_get_by_id(
+    *, version_id: int, source: Callable[[], dict[str, Any]] | None = None
+) -> Spec:
+    """Return the parsed spec of a version id, reading its row only on a miss.
+
+    The hot path (an update of a conversation pinned to a cached version)
+    makes no query and decodes no JSON.
+    """
     with _spec_lock:
-        spec = _spec_cache.get(version.pk)
+        spec = _spec_cache.get(version_id)
         if spec is not None:
-            _spec_cache.move_to_end(version.pk)
+            _spec_cache.move_to_end(version_id)
             CACHE_REQUESTS.labels(cache="spec", result="hit").inc()
             return spec
 
     CACHE_REQUESTS.labels(cache="spec", result="miss").inc()
-    spec = spec_validate(version.source)
+    if source is None:
+        row = SpecVersion.objects.values_list("source", flat=True).get(pk=version_id)
+        spec = spec_validate(row)
+    else:
+        spec = spec_validate(source())
     with _spec_lock:
-        _spec_cache[version.pk] = spec
+        _spec_cache[version_id] = spec
         while len(_spec_cache) > _SPEC_CACHE_SIZE:
             _spec_cache.popitem(last=False)
 

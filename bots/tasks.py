@@ -1,5 +1,6 @@
 from celery import Task, shared_task
 
+from bots.services.lifecycle import data_prune
 from bots.services.llm import llm_answer, llm_sweep
 from bots.services.outbox import outbox_chat_drain, outbox_sweep
 
@@ -30,3 +31,8 @@ def llm_answer_task(self: Task, request_id: int) -> str:
 @shared_task(name="bots.llm_sweep", ignore_result=True)
 def llm_sweep_task() -> int:
     return llm_sweep()
+
+
+@shared_task(name="bots.data_prune", ignore_result=True)
+def data_prune_task() -> dict[str, int]:
+    return data_prune().as_dict()

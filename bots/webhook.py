@@ -104,14 +104,20 @@ def _envelope_error(body: bytes) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _secret_matches(request: HttpRequest, bot: Bot) -> bool:
-    supplied = request.headers.get(SECRET_HEADER, "")
-    expected = bot.webhook_secret or ""
+    supplied = request.headers.get(SECRET_HEADER, "").encode("utf-8")
+    # During a rotation the previous secret is accepted too, until Telegram
+    # confirms the new one.
+    accepted = [
+        secret.encode("utf-8")
+        for secret in (bot.webhook_secret, bot.webhook_secret_previous)
+        if secret
+    ]
 
-    # Both sides are compared as bytes of equal meaning; compare_digest
-    # takes time independent of where they differ.
-    return bool(expected) and hmac.compare_digest(
-        supplied.encode("utf-8"), expected.encode("utf-8")
-    )
+    # compare_digest takes time independent of where the texts differ; every
+    # accepted secret is compared, so timing does not tell which one matched.
+    matches = [hmac.compare_digest(supplied, secret) for secret in accepted]
+
+    return any(matches)
 
 
 @csrf_exempt
@@ -130,6 +136,10 @@ def telegram_webhook(request: HttpRequest, bot_id: int) -> JsonResponse:
         return json_error(
             "Wrong or missing secret token.", code="forbidden", status=403
         )
+    if not bot.is_active:
+        # Telegram keeps a refused update for up to a day, so a bot switched
+        # back on in time still gets what came while it was off.
+        return json_error("The bot is not active.", code="bot_inactive", status=404)
     if (request.content_type or "").lower() != "application/json":
         return json_error(
             "The body must be application/json.",

@@ -38,16 +38,25 @@ from dsl.issues import LintIssue
 from dsl.lint import spec_lint, spec_translation_refs
 from dsl.messages import BUILTIN_TEXTS, builtin_has
 from dsl.registry import component_register, component_types
-from dsl.spec import Command, DeepLink, Spec, spec_json_schema, spec_validate
+from dsl.spec import (
+    IDLE_EXPIRY_MIN_SECONDS,
+    Command,
+    DeepLink,
+    Privacy,
+    Spec,
+    spec_json_schema,
+    spec_validate,
+)
 from dsl.sql import ParsedSql, sql_parse
 from dsl.state import ConversationState, MessageRef
 from dsl.text import ParseMode, escape, render_template, split_text
-from dsl.text.answer import answer_chunks
+from dsl.text.answer import answer_chunks, answer_cut
 from dsl.turn import Incident
 
 __all__ = [
     "BUILTIN_TEXTS",
     "BUILTIN_VARS",
+    "IDLE_EXPIRY_MIN_SECONDS",
     "Action",
     "AnswerCallback",
     "CallbackEvent",
@@ -69,6 +78,7 @@ __all__ = [
     "MessageRef",
     "ParseMode",
     "ParsedSql",
+    "Privacy",
     "RequestLlm",
     "RunSql",
     "SendMessage",
@@ -83,6 +93,7 @@ __all__ = [
     "UnsupportedEvent",
     "action_from_dict",
     "answer_chunks",
+    "answer_cut",
     "builtin_has",
     "component_register",
     "component_types",

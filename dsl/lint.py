@@ -13,6 +13,7 @@ from dsl.issues import LintIssue
 from dsl.messages import builtin_has
 from dsl.paths import path_join
 from dsl.spec import Spec
+from dsl.text import TELEGRAM_TEXT_LIMIT
 
 
 def _node_path(node_id: str, path: str = "") -> str:
@@ -69,10 +70,16 @@ def _unreachable_nodes(spec: Spec) -> Iterable[LintIssue]:
 def _missing_translations(
     spec: Spec, translation_keys: Mapping[str, AbstractSet[str]]
 ) -> Iterable[LintIssue]:
+    # Every locale the spec serves counts, including one with no texts at
+    # all (the bot's translations do not name it); the bot's other locales
+    # are served to nobody.
+    served = {
+        locale: translation_keys.get(locale, frozenset()) for locale in spec.locales
+    }
     for path, key in spec_translation_refs(spec):
         missing = sorted(
             locale
-            for locale, keys in translation_keys.items()
+            for locale, keys in served.items()
             if key not in keys and not builtin_has(key, locale)
         )
         if missing:
@@ -80,6 +87,28 @@ def _missing_translations(
                 path,
                 f"The translation {key!r} is missing in: {', '.join(missing)}.",
                 "missing_translation",
+                "warning",
+            )
+
+
+def _long_texts(
+    spec: Spec, translation_lengths: Mapping[str, Mapping[str, int]]
+) -> Iterable[LintIssue]:
+    # A text over Telegram's limit still reaches the user, split into
+    # several messages, which is seldom what its author meant.
+    for path, key in spec_translation_refs(spec):
+        over = sorted(
+            locale
+            for locale in spec.locales
+            if translation_lengths.get(locale, {}).get(key, 0) > TELEGRAM_TEXT_LIMIT
+        )
+        if over:
+            yield LintIssue(
+                path,
+                f"The translation {key!r} is longer than Telegram's "
+                f"{TELEGRAM_TEXT_LIMIT} characters in: {', '.join(over)}; it will "
+                "be sent as several messages.",
+                "text_too_long",
                 "warning",
             )
 
@@ -179,13 +208,20 @@ def spec_translation_refs(spec: Spec) -> list[tuple[str, str]]:
 
 
 def spec_lint(
-    spec: Spec, *, translation_keys: Mapping[str, AbstractSet[str]] | None = None
+    spec: Spec,
+    *,
+    translation_keys: Mapping[str, AbstractSet[str]] | None = None,
+    translation_lengths: Mapping[str, Mapping[str, int]] | None = None,
 ) -> list[LintIssue]:
     """Return the problems of a validated spec, errors and warnings.
 
     ``translation_keys`` maps each locale to the keys the bot has; without
-    it translations are not checked. Keys with a built-in text (``bf.*``)
-    count as present. Raises nothing.
+    it translations are not checked. Each of the spec's locales is checked,
+    one missing from the mapping as a locale without any texts. Keys with a
+    built-in text (``bf.*``) count as present. ``translation_lengths`` maps
+    each locale to each key's longest text (in UTF-16 units, as Telegram
+    counts); with it texts over Telegram's limit are reported. Raises
+    nothing.
     """
     issues: list[LintIssue] = [
         *_missing_nodes(spec),
@@ -197,5 +233,7 @@ def spec_lint(
     ]
     if translation_keys is not None:
         issues += _missing_translations(spec, translation_keys)
+    if translation_lengths is not None:
+        issues += _long_texts(spec, translation_lengths)
 
     return sorted(issues, key=lambda issue: (issue.path, issue.code))

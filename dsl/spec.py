@@ -10,12 +10,12 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 import dsl.components  # noqa: F401  (registers every component type)
 from dsl.components.base import NodeBase
-from dsl.errors import SpecErrorItem, SpecInvalidError
+from dsl.errors import SpecErrorItem, SpecInvalidError, SqlParseError
 from dsl.fields import (
     AssignableVar,
     CommandName,
@@ -25,6 +25,7 @@ from dsl.fields import (
 )
 from dsl.paths import path_from_loc, path_join
 from dsl.registry import component_types, node_union
+from dsl.sql import sql_parse
 
 # Commands the executor itself understands; a spec may describe them for
 # the command menu but not route them to a node.
@@ -34,6 +35,11 @@ MAX_COMMANDS = 100
 # Telegram limits a deep-link payload to 64 characters of this alphabet.
 DEEP_LINK_PATTERN = r"^[A-Za-z0-9_-]{0,64}$"
 _DEEP_LINK_RE = re.compile(DEEP_LINK_PATTERN)
+# The one parameter a privacy statement is given: whose data it is.
+PRIVACY_PARAM = "telegram_user_id"
+# Shortest idle expiry a spec may set; anything shorter would end a wizard
+# while the user is still typing.
+IDLE_EXPIRY_MIN_SECONDS = 60
 
 if TYPE_CHECKING:
     Node = NodeBase
@@ -68,6 +74,41 @@ class DeepLink(BaseModel):
     into: AssignableVar | None = None
 
 
+class Privacy(BaseModel):
+    """The bot's own SQL that exports and deletes one Telegram user's rows.
+
+    Each statement is one SQL statement whose only parameter is
+    ``:telegram_user_id``. ``export`` returns the user's rows (read mode);
+    ``delete`` removes them (write mode, so the bot must allow SQL writes)
+    and should return one row per deleted row (``RETURNING``), which is
+    what the runtime counts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    export: str | None = Field(default=None, min_length=1, max_length=10_000)
+    delete: str | None = Field(default=None, min_length=1, max_length=10_000)
+
+    @field_validator("export", "delete")
+    @classmethod
+    def _one_statement(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            names = sql_parse(value).param_names
+        except SqlParseError as exc:
+            raise PydanticCustomError("invalid_sql", str(exc)) from None
+        others = sorted(set(names) - {PRIVACY_PARAM})
+        if others:
+            raise PydanticCustomError(
+                "unknown_parameter",
+                "Only :{allowed} is provided; not {names}",
+                {"allowed": PRIVACY_PARAM, "names": ", ".join(others)},
+            )
+
+        return value
+
+
 class Spec(BaseModel):
     """A validated bot spec; immutable."""
 
@@ -81,6 +122,12 @@ class Spec(BaseModel):
     )
     deep_links: list[DeepLink] = Field(default_factory=list)
     nodes: dict[NodeId, Node] = Field(min_length=1)
+    # Seconds without an update after which a conversation starts over at
+    # the start node; None leaves it to the runtime's setting.
+    idle_expiry_seconds: int | None = Field(
+        default=None, ge=IDLE_EXPIRY_MIN_SECONDS, le=366 * 86_400
+    )
+    privacy: Privacy | None = None
 
     def as_json(self) -> dict[str, Any]:
         """Return the canonical JSON of the spec, defaults written out.
@@ -171,9 +218,13 @@ def _reference_errors(source: Mapping[str, Any]) -> list[SpecErrorItem]:
             )
         )
     if isinstance(locales, list):
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for index, locale in enumerate(locales):
-            if isinstance(locale, str) and locale in seen:
+            # Anything but text is reported by the schema, and may be a list
+            # or an object, which a set cannot hold.
+            if not isinstance(locale, str):
+                continue
+            if locale in seen:
                 errors.append(
                     SpecErrorItem(
                         path_join("locales", index),

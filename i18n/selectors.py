@@ -111,6 +111,27 @@ def translation_keys_get(*, bot_id: int) -> dict[str, set[str]]:
     return keys
 
 
+def translation_lengths_get(*, bot_id: int) -> dict[str, dict[str, int]]:
+    """Return each key's longest text per locale, in UTF-16 code units.
+
+    ``{locale: {key: length}}``, the longest over the key's plural forms,
+    counted as Telegram counts a message's length. Nothing is raised beyond
+    database errors.
+    """
+    lengths: dict[str, dict[str, int]] = {}
+    rows = Translation.objects.filter(bot_id=bot_id).values_list(
+        "locale", "key", "forms"
+    )
+    for locale, key, forms in rows:
+        texts = forms.values() if isinstance(forms, dict) else ()
+        longest = max(
+            (len(str(text).encode("utf-16-le")) // 2 for text in texts), default=0
+        )
+        lengths.setdefault(locale, {})[key] = longest
+
+    return lengths
+
+
 def translation_locales_list(*, bot_id: int) -> list[str]:
     """Return the locales the bot has translations in, sorted.
 

@@ -18,6 +18,10 @@ def pytest_configure(config: pytest.Config) -> None:
         **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         "global_keyprefix": f"{prefix}:celery:",
     }
+    # A test walks a conversation faster than anyone types, and its in-process
+    # tasks cannot wait out Telegram's per-chat limit; that limit has tests of
+    # its own (tests/bots/test_rate_limits.py).
+    settings.OUTBOX_CHAT_BURST = 1000
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -95,6 +95,36 @@ def test_chat_completes_an_order_in_ukrainian(embedded: dict[str, str]) -> None:
     assert lines[-1] == "chat ended after 7 messages"
 
 
+def test_chat_answers_a_question_with_the_local_echo_and_logs_no_task_lines(
+    embedded: dict[str, str],
+) -> None:
+    manage(embedded, "load_demo_bot")
+
+    result = manage(
+        embedded,
+        "chat",
+        "demo",
+        "--locale",
+        "en",
+        "--user-id",
+        "9",
+        stdin="/ask\nWhat is a flat white?\n",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "you: /ask",
+        "bot: What would you like to ask the barista?",
+        "  [#1] ✖ Cancel",
+        "you: What is a flat white?",
+        "bot: Let me think…",
+        "bot: (edited) Echo: What is a flat white?",
+        "chat ended after 2 messages",
+    ]
+    # The tasks ran in-process; their per-task lines are not the user's.
+    assert result.stderr == ""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

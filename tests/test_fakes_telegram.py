@@ -742,6 +742,136 @@ def test_clearing_faults_lets_go_of_hung_calls(
     assert httpx.post(url).json()["ok"] is True
 
 
+def test_an_empty_fault_matches_every_call_and_changes_nothing_but_its_count(
+    fake_telegram: FakeTelegramServer, control: FakeTelegramControl
+) -> None:
+    added = httpx.post(f"{fake_telegram.url}/_faults", json={})
+    control.add_fault(status=500)
+
+    answers = [
+        httpx.post(
+            _api(fake_telegram.url, method), json={"chat_id": OLENA, "text": "a"}
+        )
+        for method in ("sendMessage", "getMe")
+    ]
+
+    assert added.json() == {"ok": True}
+    assert [answer.status_code for answer in answers] == [200, 200]
+    assert control.faults() == [
+        {
+            "method": None,
+            "token": None,
+            "chat_id": None,
+            "status": None,
+            "description": None,
+            "parameters": None,
+            "delay_ms": 0,
+            "delay_after_ms": 0,
+            "hang": False,
+            "times": None,
+        },
+        {
+            "method": None,
+            "token": None,
+            "chat_id": None,
+            "status": 500,
+            "description": None,
+            "parameters": None,
+            "delay_ms": 0,
+            "delay_after_ms": 0,
+            "hang": False,
+            "times": None,
+        },
+    ]
+    cleared = httpx.delete(f"{fake_telegram.url}/_faults")
+    assert cleared.json() == {"ok": True}
+    assert control.faults() == []
+
+
+def test_the_first_matching_fault_applies_and_the_next_takes_over_when_it_ends(
+    fake_telegram: FakeTelegramServer, control: FakeTelegramControl
+) -> None:
+    control.add_fault(method="sendMessage", chat_id=TOM, status=403, times=1)
+    control.add_fault(method="sendMessage", status=502, times=2)
+    control.add_fault(method="sendMessage", status=429, parameters={"retry_after": 1})
+    url = _api(fake_telegram.url, "sendMessage")
+
+    for chat_id in (OLENA, TOM, TOM, OLENA, TOM):
+        httpx.post(url, json={"chat_id": chat_id, "text": "hi"})
+
+    calls = control.calls("sendMessage")
+    assert [(call["params"]["chat_id"], call["status"]) for call in calls] == [
+        (OLENA, 502),
+        (TOM, 403),
+        (TOM, 502),
+        (OLENA, 429),
+        (TOM, 429),
+    ]
+    assert [rule["status"] for rule in control.faults()] == [429]
+
+
+def test_fault_delay_after_ms_keeps_the_message_and_holds_the_answer(
+    fake_telegram: FakeTelegramServer, control: FakeTelegramControl
+) -> None:
+    # given a fault that holds the answer after the call was carried out
+    control.add_fault(method="sendMessage", delay_after_ms=5000, times=1)
+    url = _api(fake_telegram.url, "sendMessage")
+
+    # when the client gives up before the answer
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, json={"chat_id": OLENA, "text": "kept"}, timeout=0.5)
+    waited = time.monotonic() - started
+
+    # then the call is recorded as answered 200 and the message was kept: the
+    # next one in the chat is number 2
+    assert 0.5 <= waited < 0.5 + MARGIN_SECONDS
+    [held] = control.calls("sendMessage")
+    assert (held["params"]["text"], held["status"]) == ("kept", 200)
+    second = httpx.post(url, json={"chat_id": OLENA, "text": "next"})
+    assert second.json()["result"]["message_id"] == 2
+
+
+def test_fault_delay_after_ms_answers_once_the_delay_is_over(
+    fake_telegram: FakeTelegramServer, control: FakeTelegramControl
+) -> None:
+    control.add_fault(method="sendMessage", status=500, delay_after_ms=400)
+
+    started = time.monotonic()
+    answer = httpx.post(
+        _api(fake_telegram.url, "sendMessage"), json={"chat_id": OLENA, "text": "a"}
+    )
+
+    assert 0.4 <= time.monotonic() - started < 0.4 + MARGIN_SECONDS
+    assert answer.json() == {
+        "ok": False,
+        "error_code": 500,
+        "description": "Internal Server Error",
+    }
+    assert [call["status"] for call in control.calls()] == [500]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"delay_after_ms": -1},
+        {"delay_after_ms": "soon"},
+        {"delay_ms": True},
+        {"times": True},
+        {"status": True},
+        {"chat_id": [1]},
+    ],
+)
+def test_a_fault_of_the_wrong_type_is_a_400_and_adds_nothing(
+    fake_telegram: FakeTelegramServer, control: FakeTelegramControl, rule: Any
+) -> None:
+    answer = httpx.post(f"{fake_telegram.url}/_faults", json=rule)
+
+    assert answer.status_code == 400
+    assert answer.json()["ok"] is False
+    assert control.faults() == []
+
+
 def test_form_and_multipart_bodies_are_recorded_as_sent(
     fake_telegram: FakeTelegramServer, control: FakeTelegramControl
 ) -> None:

@@ -33,7 +33,7 @@ from bots.services.outbox import (
     outbox_schedule,
 )
 from bots.services.updates import conversation_spec_run
-from dsl import ConversationState, LlmResultEvent, RequestLlm
+from dsl import ConversationState, LlmResultEvent, RequestLlm, answer_cut
 from llm.errors import LlmUnavailableError
 from llm.services import complete
 from llm.types import ChatMessage, Completion, CompletionRequest
@@ -217,7 +217,8 @@ def _finish(
 ) -> None:
     is_done = event.error is None or is_abandoned
     request.status = Status.DONE if is_done else Status.FAILED
-    request.answer = event.text or ""
+    # Stored as the user saw it: a runaway model cannot fill the table.
+    request.answer = answer_cut(event.text or "")
     request.error = "abandoned" if is_abandoned else (event.error or "")
     request.lease_until = None
     request.finished_at = timezone.now()

@@ -7,21 +7,23 @@ sent strictly in order: the oldest open row is the only one that can be
 claimed.
 """
 
+import html
 import logging
 import random
+import re
 import time
 from datetime import timedelta
 from functools import partial, update_wrapper
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
 from bots.observability import telegram_send_call
+from bots.services.send_limits import send_limits_admit, send_limits_pause
 from bots.telegram import (
     TelegramBadRequestError,
     TelegramChatMigratedError,
@@ -37,14 +39,13 @@ logger = logging.getLogger(__name__)
 
 Status = OutboundMessage.Status
 
-# Telegram's documented limits: about 30 messages a second per bot, and 20
-# a minute in one group.
-_BOT_PER_SECOND = 30
 # Telegram's limits count messages; a button's answer and a typing
-# indicator post nothing to the chat, and a button waits for its answer.
+# indicator post nothing to the chat, and a button waits for its answer. So
+# they are neither rate limited nor held by a bot's retry_after pause.
 _UNTHROTTLED_METHODS = frozenset({"answerCallbackQuery", "sendChatAction"})
-_GROUP_PER_MINUTE = 20
 _MAX_BACKOFF_SECONDS = 300
+_CANT_PARSE = "can't parse entities"
+_TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _DRAIN_BATCH = 50
 
 
@@ -167,6 +168,10 @@ def outbox_messages_deliver_locally(
 def _enqueue(bot_id: int, chat_id: int, countdown: float = 0.0) -> None:
     from bots.tasks import outbox_send_task
 
+    if countdown > 0 and outbox_send_task.app.conf.task_always_eager:
+        # A task run in-process cannot wait: it would find the row not yet
+        # due. The sweep sends it once it is.
+        return
     outbox_send_task.apply_async((bot_id, chat_id), countdown=countdown)
 
 
@@ -224,35 +229,12 @@ def _finish(message: OutboundMessage, *, status: str, **fields: Any) -> bool:
     return updated == 1
 
 
-def _rate_delay(*, bot_id: int, chat_id: int) -> float:
-    """Return how long to wait before the next call for this bot and chat."""
-    now = timezone.now().timestamp()
-    second_key = f"rl:bot:{bot_id}:{int(now)}"
-    if cache.add(second_key, 0, timeout=5):
-        pass
-    try:
-        sent = cache.incr(second_key)
-    except ValueError:
-        sent = 1
-    if sent is not None and sent > _BOT_PER_SECOND:
-        return 1.0 - (now % 1.0) + 0.05
-    if chat_id < 0:
-        minute_key = f"rl:chat:{bot_id}:{chat_id}:{int(now // 60)}"
-        cache.add(minute_key, 0, timeout=120)
-        try:
-            in_minute = cache.incr(minute_key)
-        except ValueError:
-            in_minute = 1
-        if in_minute is not None and in_minute > _GROUP_PER_MINUTE:
-            return 60.0 - (now % 60.0) + 0.05
-
-    return 0.0
-
-
 def _defer(
     message: OutboundMessage, *, delay: float, error: str, is_failure: bool = True
 ) -> None:
     """Put the row back to wait; a throttle (not a failure) costs no attempt."""
+    # TODO: with tasks run in-process (the embedded default) nothing waits out
+    # the delay; a deferred row goes with the webhook's next sweep instead.
     when = timezone.now() + timedelta(seconds=delay)
     attempts = message.attempts if is_failure else message.attempts - 1
     if _finish(
@@ -265,7 +247,11 @@ def _defer(
         _enqueue(message.bot_id, message.chat_id, countdown=delay)
 
 
-def _retry_or_fail(message: OutboundMessage, *, error: str) -> None:
+def _retry_or_fail(message: OutboundMessage, *, error: str) -> bool:
+    """Retry the row later, or fail it after the last attempt.
+
+    Return True when it failed for good, so the chat's next row may go.
+    """
     if message.attempts >= settings.OUTBOX_MAX_ATTEMPTS:
         _finish(message, status=Status.FAILED, last_error=error[:500])
         logger.warning(
@@ -273,11 +259,13 @@ def _retry_or_fail(message: OutboundMessage, *, error: str) -> None:
             message.pk,
             message.attempts,
         )
-        return
+        return True
 
     backoff = min(2**message.attempts, _MAX_BACKOFF_SECONDS) * random.uniform(0.5, 1.0)
     logger.info("Outbound message %s will be retried in %.1f s.", message.pk, backoff)
     _defer(message, delay=backoff, error=error)
+
+    return False
 
 
 def _fail_chat(message: OutboundMessage, *, reason: str) -> None:
@@ -301,6 +289,12 @@ def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
         _finish(message, status=Status.SENT, sent_at=timezone.now())
         return True
 
+    # The duplicate window: from Telegram accepting the message until
+    # _finish below marks the row sent. A process killed inside it leaves the
+    # row in flight; once its lease is over the sweep sends it again, and the
+    # chat shows the message twice. Killed before Telegram answers, the call
+    # never completed and the resend is the only copy. A call that times out
+    # after Telegram accepted it is retried, so it duplicates the same way.
     try:
         result = telegram_send_call(
             token=bot.token,
@@ -310,7 +304,13 @@ def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
             max_attempts=settings.OUTBOX_MAX_ATTEMPTS,
         )
     except TelegramRetryAfterError as exc:
-        logger.info("Telegram asked to retry after %s s.", exc.retry_after)
+        logger.info(
+            "Telegram asked bot %s to retry after %s s.", bot.pk, exc.retry_after
+        )
+        if message.method not in _UNTHROTTLED_METHODS:
+            # Flood control is the bot's, not the row's: every process holds
+            # the bot's messages until it ends.
+            send_limits_pause(bot_id=bot.pk, seconds=exc.retry_after)
         _defer(message, delay=exc.retry_after, error=exc.description, is_failure=False)
         return False
     except TelegramForbiddenError as exc:
@@ -330,8 +330,7 @@ def _deliver(*, bot: Bot, message: OutboundMessage) -> bool:
             _finish(message, status=Status.FAILED, last_error=exc.description[:500])
             return True
         logger.warning("Bot API call %s failed: %s", message.method, exc.description)
-        _retry_or_fail(message, error=exc.description)
-        return False
+        return _retry_or_fail(message, error=exc.description)
 
     message_id = result.get("message_id") if isinstance(result, dict) else None
     _finish(
@@ -353,6 +352,15 @@ def _bad_request(
     if error.is_chat_gone:
         _fail_chat(message, reason=error.description)
         return False
+    if _CANT_PARSE in error.description.lower() and message.payload.get("parse_mode"):
+        # Markup Telegram refuses would fail every time: it goes once more
+        # as the plain text the user would have read.
+        logger.warning("Bot API refused the markup of outbound message %s.", message.pk)
+        payload = dict(message.payload)
+        parse_mode = payload.pop("parse_mode")
+        payload["text"] = _plain_text(str(payload.get("text", "")), parse_mode)
+        payload.pop("entities", None)
+        return _finish(message, status=Status.PENDING, payload=payload)
     if message.method == "editMessageText" and "chat_id" in message.payload:
         # The message to edit is gone or too old: send the new content instead.
         payload = {
@@ -370,6 +378,15 @@ def _bad_request(
     _finish(message, status=Status.FAILED, last_error=error.description[:500])
 
     return True
+
+
+def _plain_text(text: str, parse_mode: str) -> str:
+    if parse_mode == "HTML":
+        return html.unescape(_TAG.sub("", text))
+    if parse_mode.startswith("Markdown"):
+        return re.sub(r"\\(.)", r"\1", text)
+
+    return text
 
 
 def _migrate(message: OutboundMessage, *, new_chat_id: int) -> None:
@@ -408,14 +425,34 @@ def _conversations_migrate(*, bot_id: int, old_chat_id: int, new_chat_id: int) -
             continue
 
 
+def _blocked_chat_close(*, bot_id: int, chat_id: int) -> None:
+    # A chat that blocked the bot gets nothing until it lets the bot back in
+    # (my_chat_member); a row in flight under lease is left to its worker.
+    closed = (
+        OutboundMessage.objects.filter(bot_id=bot_id, chat_id=chat_id)
+        .filter(
+            Q(status=Status.PENDING)
+            | Q(status=Status.IN_FLIGHT, lease_until__lt=timezone.now())
+        )
+        .update(status=Status.FAILED, last_error="chat unreachable", lease_until=None)
+    )
+    if closed:
+        logger.info("Closed %s outbound messages to a blocked chat.", closed)
+
+
 def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
     """Send the chat's open outbox rows in order; return how many were sent.
 
     Stops at the first row that must wait (rate limit, retry_after, backoff,
-    or another worker holding it); that wait is scheduled.
+    or another worker holding it); that wait is scheduled. A chat that
+    blocked the bot gets nothing: its open rows are failed unsent.
     """
     bot = Bot.objects.filter(pk=bot_id).first()
     if bot is None:
+        return 0
+
+    if BlockedChat.objects.filter(bot_id=bot_id, chat_id=chat_id).exists():
+        _blocked_chat_close(bot_id=bot_id, chat_id=chat_id)
         return 0
 
     sent = 0
@@ -424,7 +461,7 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
         if message is None:
             return sent
         if not bot.is_demo and message.method not in _UNTHROTTLED_METHODS:
-            delay = _rate_delay(bot_id=bot_id, chat_id=chat_id)
+            delay = send_limits_admit(bot_id=bot_id, chat_id=chat_id)
             if delay > 0:
                 _defer(message, delay=delay, error="rate limited", is_failure=False)
                 return sent

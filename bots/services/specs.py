@@ -11,7 +11,7 @@ from botfactory.errors import ApplicationError
 from bots.models import Bot, SpecVersion
 from bots.observability import spec_reload_record
 from dsl import LintIssue, Spec, SpecInvalidError, spec_lint, spec_validate
-from i18n.selectors import translation_keys_get
+from i18n.selectors import translation_lengths_get
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,15 @@ def spec_check(*, bot: Bot | None, source: Any) -> tuple[Spec, list[LintIssue]]:
             _fields([(error.path, error.message) for error in exc.errors])
         ) from None
 
-    keys = translation_keys_get(bot_id=bot.pk) if bot is not None and bot.pk else None
-    issues = spec_lint(spec, translation_keys=keys)
+    lengths = (
+        translation_lengths_get(bot_id=bot.pk) if bot is not None and bot.pk else None
+    )
+    keys = (
+        {locale: set(texts) for locale, texts in lengths.items()}
+        if lengths is not None
+        else None
+    )
+    issues = spec_lint(spec, translation_keys=keys, translation_lengths=lengths)
     errors = [
         (issue.path, issue.message) for issue in issues if issue.severity == "error"
     ]

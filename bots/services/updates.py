@@ -5,6 +5,8 @@ the order they reach the runtime (the conversation row is locked), never
 reordered by update_id. A late update (a lower update_id than the last one
 processed, as after a Telegram re-delivery) is processed against the
 conversation's current state, so a stale button press is answered as stale.
+A conversation idle past its expiry starts over first (see
+``bots.services.lifecycle``).
 """
 
 import logging
@@ -16,7 +18,8 @@ from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage, ProcessedUpdate
 from bots.observability import executor_step_timed, update_outcome_record
-from bots.selectors import spec_get
+from bots.selectors import spec_get_by_id
+from bots.services.lifecycle import conversation_reset_if_idle
 from bots.services.llm_requests import (
     llm_actions_without_requests,
     llm_requests_record,
@@ -143,9 +146,9 @@ def conversation_spec_run(
     the update id on ``conversation``. Raises DatabaseError subclasses when
     the database fails.
     """
-    version = conversation.spec_version
-    live = bot.live_version
-    spec = spec_get(version=version) if version is not None else None
+    version_id = conversation.spec_version_id
+    live_id = bot.live_version_id
+    spec = spec_get_by_id(version_id=version_id) if version_id is not None else None
     state = (
         ConversationState.model_validate(conversation.state)
         if conversation.state
@@ -154,12 +157,12 @@ def conversation_spec_run(
     # A conversation follows the live version only from its start node, so
     # a publish never changes the rules of a wizard in progress.
     if (
-        live is not None
-        and (spec is None or version != live)
+        live_id is not None
+        and (spec is None or version_id != live_id)
         and (spec is None or state.is_at_start(spec))
     ):
-        conversation.spec_version = live
-        spec = spec_get(version=live)
+        conversation.spec_version_id = live_id
+        spec = spec_get_by_id(version_id=live_id)
     assert spec is not None
 
     locale = locale_negotiate(
@@ -187,6 +190,14 @@ def conversation_spec_run(
         with executor_step_timed(_component(spec, state)):
             result = execute(spec, state, current, context)
         state = result.state
+        for incident in result.incidents:
+            # The user got the node's fallback; the spec's author needs this.
+            logger.warning(
+                "Node %s failed: %s (%s).",
+                incident.node_id,
+                incident.code,
+                incident.detail,
+            )
         pending_sql = [
             action for action in result.actions if isinstance(action, RunSql)
         ]
@@ -248,6 +259,7 @@ def _update_process_once(
             return UpdateResult(outcome="ignored")
 
         conversation = _conversation_lock(bot=bot, parsed=parsed)
+        conversation_reset_if_idle(bot=bot, conversation=conversation)
         actions = conversation_spec_run(
             bot=bot, conversation=conversation, parsed=parsed, event=parsed.event
         )

@@ -2,6 +2,8 @@
 
 from bots.sql.outcome import SqlOutcome, SqlSchemaError
 from bots.sql.services import (
+    sql_applied_forget,
+    sql_applied_prune,
     sql_connections_close,
     sql_deprovision,
     sql_provision,
@@ -12,6 +14,8 @@ from bots.sql.services import (
 __all__ = [
     "SqlOutcome",
     "SqlSchemaError",
+    "sql_applied_forget",
+    "sql_applied_prune",
     "sql_connections_close",
     "sql_deprovision",
     "sql_provision",

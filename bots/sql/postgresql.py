@@ -8,6 +8,7 @@ use its schema, read its tables, and write them only when the bot allows
 writes. The runtime's own connection owns the schema and runs the DDL.
 """
 
+import datetime
 import functools
 import hashlib
 import secrets
@@ -148,9 +149,16 @@ def provision(*, bot: Bot) -> None:
             verifier=sql.Literal(verifier.decode()),
         )
         _memberships_revoke(cursor, role)
+        # Every role may create temporary tables and functions by default; a
+        # bot's role needs neither, and they would outlive its node in the
+        # cached session.
+        _owner_execute(
+            cursor,
+            "REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC",
+            database=sql.Identifier(str(connection.settings_dict["NAME"])),
+        )
 
-        # TODO: applied-update records are never pruned; a periodic sweep
-        # should drop those older than Telegram's one-day redelivery window.
+        # Records older than the dedup records are pruned (applied_prune).
         _owner_execute(
             cursor,
             "CREATE SCHEMA IF NOT EXISTS {schema}",
@@ -212,6 +220,38 @@ def deprovision(*, bot: Bot) -> None:
                 "DROP ROLE {role}",
                 role=sql.Identifier(role),
             )
+
+
+def applied_forget(*, bot: Bot, update_id: int, node_id: str) -> None:
+    # On the runtime's connection: the bot's role may only add records.
+    query = sql.SQL(
+        "DELETE FROM {applied} WHERE update_id = %s AND node_id = %s"
+    ).format(applied=sql.Identifier(schema_name(bot.pk), APPLIED_TABLE))
+    with connection.cursor() as cursor:
+        cursor.execute(query.as_string(connection.connection), [update_id, node_id])
+
+
+def applied_prune(*, bot: Bot, before: datetime.datetime, batch: int) -> int:
+    applied = sql.Identifier(schema_name(bot.pk), APPLIED_TABLE)
+    query = sql.SQL(
+        "DELETE FROM {applied} WHERE ctid = ANY(ARRAY("
+        "SELECT ctid FROM {applied} WHERE created_at < %s LIMIT %s))"
+    ).format(applied=applied)
+    deleted = 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT to_regclass(%s)", [applied.as_string(connection.connection)]
+        )
+        row = cursor.fetchone()
+        if row is None or row[0] is None:
+            return 0
+        while True:
+            with transaction.atomic():
+                cursor.execute(query.as_string(connection.connection), [before, batch])
+                count = cursor.rowcount
+            deleted += count
+            if count < batch:
+                return deleted
 
 
 def connections_close() -> None:

@@ -5,6 +5,7 @@ The backend follows the catalogue's: PostgreSQL when ``IS_POSTGRESQL``
 ``DATA_DIR / "bots"``).
 """
 
+import datetime
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -59,6 +60,29 @@ def sql_deprovision(*, bot: Bot) -> None:
         postgresql.deprovision(bot=bot)
     else:
         sqlite.deprovision(bot=bot)
+
+
+def sql_applied_forget(*, bot: Bot, update_id: int, node_id: str) -> None:
+    """Drop the record of one applied write, with the rows it returned.
+
+    For writes that must leave no copy of what they returned (a user's data
+    deleted on request). Raises django.db.DatabaseError or sqlite3.Error.
+    """
+    if settings.IS_POSTGRESQL:
+        postgresql.applied_forget(bot=bot, update_id=update_id, node_id=node_id)
+    else:
+        sqlite.applied_forget(bot=bot, update_id=update_id, node_id=node_id)
+
+
+def sql_applied_prune(*, bot: Bot, before: datetime.datetime, batch: int) -> int:
+    """Drop the bot's applied-write records made before ``before``; count them.
+
+    At most ``batch`` rows per statement. A bot without a database has
+    none. Raises django.db.DatabaseError or sqlite3.Error.
+    """
+    backend = postgresql if settings.IS_POSTGRESQL else sqlite
+
+    return backend.applied_prune(bot=bot, before=before, batch=batch)
 
 
 def sql_connections_close() -> None:

@@ -8,6 +8,7 @@ catalogue), no PRAGMA, no DDL, no transaction control, no
 """
 
 import contextlib
+import datetime
 import functools
 import json
 import sqlite3
@@ -102,8 +103,7 @@ def provision(*, bot: Bot) -> None:
     path = database_path(bot.pk)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    # TODO: applied-update records are never pruned; a periodic sweep should
-    # drop those older than Telegram's one-day redelivery window.
+    # Records older than the dedup records are pruned (applied_prune).
     with contextlib.closing(_connect(path, "rwc")) as conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(_APPLIED_DDL)
@@ -139,6 +139,38 @@ def deprovision(*, bot: Bot) -> None:
         _cache.close_key((str(path), mode))
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def applied_forget(*, bot: Bot, update_id: int, node_id: str) -> None:
+    path = database_path(bot.pk)
+    if not path.exists():
+        return
+
+    with contextlib.closing(_connect(path, "rw")) as conn:
+        conn.execute(
+            f"DELETE FROM {APPLIED_TABLE} WHERE update_id = ? AND node_id = ?",
+            (update_id, node_id),
+        )
+
+
+def applied_prune(*, bot: Bot, before: datetime.datetime, batch: int) -> int:
+    path = database_path(bot.pk)
+    if not path.exists():
+        return 0
+
+    # CURRENT_TIMESTAMP writes UTC as "YYYY-MM-DD HH:MM:SS".
+    cutoff = before.astimezone(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    deleted = 0
+    with contextlib.closing(_connect(path, "rw")) as conn:
+        while True:
+            cursor = conn.execute(
+                f"DELETE FROM {APPLIED_TABLE} WHERE rowid IN (SELECT rowid FROM"
+                f" {APPLIED_TABLE} WHERE created_at < ? LIMIT ?)",
+                (cutoff, batch),
+            )
+            deleted += cursor.rowcount
+            if cursor.rowcount < batch:
+                return deleted
 
 
 def connections_close() -> None:

@@ -37,6 +37,8 @@ MAX_PROMPT_CHARS = 20_000
 
 
 def _checked_template(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_prompt", "A prompt needs some text.")
     try:
         template_check(value, parse_mode=None)
     except TemplateRenderError as exc:

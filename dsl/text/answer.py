@@ -100,6 +100,14 @@ def _paragraphs(text: str, limit: int) -> list[str]:
     return blocks
 
 
+def answer_cut(text: str) -> str:
+    """Return the answer cut at ``MAX_ANSWER_CHARS``, ending in "…" if it was."""
+    if len(text) > MAX_ANSWER_CHARS:
+        return text[:MAX_ANSWER_CHARS].rstrip() + _CUT_MARK
+
+    return text
+
+
 def answer_chunks(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
     """Return a model's answer as HTML message texts of at most ``limit`` units.
 
@@ -111,8 +119,7 @@ def answer_chunks(text: str, *, limit: int = TELEGRAM_TEXT_LIMIT) -> list[str]:
     """
     if limit < 1:
         raise ValueError("limit must be positive")
-    if len(text) > MAX_ANSWER_CHARS:
-        text = text[:MAX_ANSWER_CHARS].rstrip() + _CUT_MARK
+    text = answer_cut(text)
 
     chunks: list[str] = []
     current = ""

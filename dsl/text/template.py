@@ -18,7 +18,19 @@ is counted next to where it is emitted.
 """
 
 import functools
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import itertools
+import math
+import time
+from collections.abc import (
+    Callable,
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    ValuesView,
+)
+from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import (
@@ -35,6 +47,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import Namespace
 from jinja2.visitor import NodeTransformer
 from markupsafe import Markup, soft_str
 
@@ -49,7 +62,14 @@ MAX_OUTPUT_CHARS = 16_384
 MAX_VALUE_CHARS = MAX_OUTPUT_CHARS
 # All text emitted anywhere, macros and captured blocks included.
 MAX_PRODUCED_CHARS = 4 * MAX_OUTPUT_CHARS
+# Counting the conversation's data stops here; state of that size is far
+# beyond what a conversation stores.
+MAX_DATA_CHARS = 4_000_000
 MAX_ITERATIONS = 10_000
+# Wall-clock time one render may take. Every bounded operation is cheap, but
+# thousands of them (a sort in a long loop, a macro calling itself twice)
+# add up; a message template needs milliseconds.
+MAX_RENDER_SECONDS = 1.0
 MAX_RANGE = 1_000
 MAX_INT_BITS = 4_096
 MAX_SOURCE_CHARS = 20_000
@@ -96,21 +116,82 @@ _SAFE_METHODS: tuple[tuple[type, frozenset[str]], ...] = (
 )
 
 
-def _size(value: object) -> int:
-    """Return the number of characters and items a value holds."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, (list, tuple)):
-        return len(value) + sum(_size(item) for item in value if isinstance(item, str))
+# Containers whose text shows every item. A value that holds the same list
+# many times takes little memory but renders to text exponentially long, so
+# sizes count each item each time it appears, as its text would.
+_CONTAINERS = (list, tuple, set, frozenset, KeysView, ValuesView, ItemsView)
+_SCALARS = frozenset({type(None), bool, float})
 
-    return 1
+# The bound of one render: the larger of MAX_VALUE_CHARS and the size of the
+# conversation's own data, which a template may show whole.
+_value_bound: ContextVar[int] = ContextVar("_value_bound", default=MAX_VALUE_CHARS)
+_deadline: ContextVar[float] = ContextVar("_deadline", default=math.inf)
+
+
+def _parts(value: object) -> Iterator[Any] | None:
+    if isinstance(value, dict):
+        return itertools.chain.from_iterable(value.items())
+    if isinstance(value, Namespace):
+        attrs = getattr(value, "_Namespace__attrs", {})
+        return itertools.chain.from_iterable(attrs.items())
+    if isinstance(value, _CONTAINERS):
+        return iter(value)
+
+    return None
+
+
+def _size(value: object, limit: int | None = None) -> int:
+    """Return about how many characters the value's text takes.
+
+    Counting stops once it passes ``limit`` (the render's bound unless
+    given), so a value built to be huge costs no more than the bound.
+    """
+    bound = _value_bound.get() if limit is None else limit
+    total = 0
+    waiting: list[Iterator[Any]] = [iter((value,))]
+    while waiting:
+        # Resumed where it stopped when an item was a container to enter.
+        for item in waiting[-1]:
+            kind = type(item)
+            if kind is str:
+                total += len(item)
+            elif kind is int:
+                # Decimal digits: about a third of the bits.
+                total += item.bit_length() // 3 + 1
+            elif kind in _SCALARS:
+                total += 1
+            elif isinstance(item, str):
+                total += len(item)
+            else:
+                total += 1
+                parts = _parts(item)
+                if parts is not None:
+                    waiting.append(parts)
+                    break
+            if total > bound:
+                return total
+        else:
+            waiting.pop()
+
+    return total
+
+
+def _check_time() -> None:
+    if time.monotonic() > _deadline.get():
+        raise SecurityError(f"the template runs longer than {MAX_RENDER_SECONDS:g} s")
 
 
 def _check_size(size: int) -> None:
-    if size > MAX_VALUE_CHARS:
-        raise SecurityError(
-            f"the template builds a value over {MAX_VALUE_CHARS} characters"
-        )
+    _check_time()
+    bound = _value_bound.get()
+    if size > bound:
+        raise SecurityError(f"the template builds a value over {bound} characters")
+
+
+def _checked(value: Any) -> Any:
+    _check_size(_size(value))
+
+    return value
 
 
 def _is_int(value: object) -> bool:
@@ -148,7 +229,7 @@ def _guarded_filter(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         result = function(*args, **kwargs)
-        if isinstance(result, (str, list, tuple)):
+        if isinstance(result, str) or _parts(result) is not None:
             _check_size(_size(result))
 
         return result
@@ -195,6 +276,15 @@ def _filter_batch(
     return jinja_filters.do_batch(value, linecount, fill_with)
 
 
+def _built_by(factory: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a constructor so that a value over the size bound is refused."""
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        return _checked(factory(*args, **kwargs))
+
+    return build
+
+
 def _range(*args: int) -> range:
     numbers = range(*args)
     if len(numbers) > MAX_RANGE:
@@ -213,6 +303,7 @@ class _Guard:
 
     def iterate(self, iterable: Iterable[Any]) -> Iterator[Any]:
         for item in iterable:
+            _check_time()
             self.iterations += 1
             if self.iterations > MAX_ITERATIONS:
                 raise SecurityError(
@@ -221,8 +312,8 @@ class _Guard:
             yield item
 
     def concat(self, *parts: Any) -> str:
+        _check_size(sum(_size(part) for part in parts))
         texts = [soft_str(part) for part in parts]
-        _check_size(sum(len(text) for text in texts))
         if self.parse_mode == "HTML" and any(hasattr(p, "__html__") for p in parts):
             return Markup("").join(parts)
         if self.parse_mode == "MarkdownV2" and any(
@@ -232,6 +323,9 @@ class _Guard:
 
         return "".join(texts)
 
+    def built(self, value: Any) -> Any:
+        return _checked(value)
+
     def count(self, size: int) -> str:
         self._produce(size)
 
@@ -240,6 +334,11 @@ class _Guard:
     def emit(self, value: Any) -> Any:
         if isinstance(value, Undefined):
             value = None
+        _check_time()
+        if _parts(value) is not None:
+            # Text already built was counted when built; a container's text
+            # is built here, so it is measured first.
+            _check_size(_size(value))
         is_safe = hasattr(value, "__html__") or isinstance(value, MarkdownText)
         text = value if isinstance(value, str) else value_text(value)
         self._produce(len(text))
@@ -289,6 +388,15 @@ class _Bounding(NodeTransformer):
 
         return node
 
+    def _built(self, node: nodes.List | nodes.Tuple | nodes.Dict) -> nodes.Node:
+        self.generic_visit(node)
+        if isinstance(node, nodes.Tuple) and node.ctx != "load":
+            return node
+
+        return self._guard_call("built", [node], node.lineno)
+
+    visit_List = visit_Tuple = visit_Dict = _built
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
 
@@ -329,10 +437,10 @@ class _Environment(ImmutableSandboxedEnvironment):
         self.filters["batch"] = _filter_batch
         self.globals = {
             "range": _range,
-            "dict": dict,
+            "dict": _built_by(dict),
             "cycler": self.globals["cycler"],
             "joiner": self.globals["joiner"],
-            "namespace": self.globals["namespace"],
+            "namespace": _built_by(Namespace),
         }
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -353,6 +461,18 @@ class _Environment(ImmutableSandboxedEnvironment):
         # str.format can pad to any width; refusing it leaves the method to
         # the attribute check, which rejects it.
         return None
+
+    def call(
+        __self,  # Jinja's own names: they leave every keyword free
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        # Every call in a template, macros included, passes here.
+        _check_time()
+
+        return super().call(__context, __obj, *args, **kwargs)
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         _check_binop(operator, left, right)
@@ -453,6 +573,7 @@ def _t_function(
     translator: Translator, parse_mode: ParseMode | None
 ) -> Callable[..., str]:
     def t(key: str, count: int | float | None = None, **params: Any) -> str:
+        _check_size(_size(params))
         text = translate(
             translator, str(key), count=count, params=params, parse_mode=parse_mode
         )
@@ -493,6 +614,9 @@ def render_template(
 
     pieces: list[str] = []
     length = 0
+    data_size = _size(variables, MAX_DATA_CHARS) + _size(user, MAX_DATA_CHARS)
+    bound = _value_bound.set(max(MAX_VALUE_CHARS, data_size))
+    deadline = _deadline.set(time.monotonic() + MAX_RENDER_SECONDS)
     try:
         for piece in template.generate(context):
             length += len(piece)
@@ -508,5 +632,8 @@ def render_template(
     # error of the template, reported to its author, never a crash.
     except Exception as exc:
         raise TemplateRenderError(str(exc) or type(exc).__name__) from None
+    finally:
+        _value_bound.reset(bound)
+        _deadline.reset(deadline)
 
     return "".join(pieces)

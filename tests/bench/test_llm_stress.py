@@ -4,6 +4,7 @@ The benchmark itself starts a whole stack and runs for minutes; it is run
 with ``make bench-llm``, never by the suite.
 """
 
+import argparse
 import json
 from collections import Counter
 from pathlib import Path
@@ -20,8 +21,10 @@ from bench.llm_report import (
     results_from_json,
     results_write,
     table_render,
+    think_times_draw,
     zipf_weights,
 )
+from bench.llm_stress import _range_ms
 
 
 def _result(**changes: object) -> LevelResult:
@@ -89,6 +92,45 @@ def test_the_draw_is_fixed_by_its_seed() -> None:
         "What is a flat white?",
         "What is a flat white?",
     ]
+
+
+def test_think_times_are_seeded_uniform_over_the_range_and_leave_questions_alone() -> (
+    None
+):
+    before = questions_draw(conversations=16, per_conversation=4)
+    pauses = think_times_draw(
+        conversations=16, per_conversation=4, think_ms=(2000, 6000)
+    )
+    again = think_times_draw(
+        conversations=16, per_conversation=4, think_ms=(2000, 6000)
+    )
+
+    assert pauses == again
+    assert [len(row) for row in pauses] == [4] * 16
+    flat = [pause for row in pauses for pause in row]
+    assert min(flat) >= 2.0
+    assert max(flat) <= 6.0
+    assert len(set(flat)) == 64
+    assert questions_draw(conversations=16, per_conversation=4) == before
+    assert think_times_draw(conversations=2, per_conversation=3, think_ms=(0, 0)) == [
+        [0.0, 0.0, 0.0],
+        [0.0, 0.0, 0.0],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("0", (0, 0)), ("2000-6000", (2000, 6000)), ("5-5", (5, 5))]
+)
+def test_a_think_time_range_is_read_from_low_dash_high(
+    text: str, expected: tuple[int, int]
+) -> None:
+    assert _range_ms(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "a-b", "6000-2000", "-5", "1-2-3"])
+def test_a_malformed_think_time_range_is_refused(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        _range_ms(text)
 
 
 def test_the_draw_follows_the_zipf_weights() -> None:
@@ -181,7 +223,7 @@ def test_results_are_written_as_markdown_and_raw_json(tmp_path: Path) -> None:
     assert table in markdown
     assert "`make bench-llm`" in markdown
     assert (
-        "| 32 | 1 | 10 | 5 / 5 | 600 / 900 | 40 / 80 | 1.5 / 2.2 "
+        "| 32 | 1 | 0-0 | 10 | 5 / 5 | 600 / 900 | 40 / 80 | 1.5 / 2.2 "
         "| gunicorn 3.0, worker-llm 1.2 |"
     ) in markdown
     assert document["command"] == "make bench-llm"

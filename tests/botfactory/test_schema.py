@@ -12,6 +12,8 @@ ENDPOINTS = {
     ("/bots/{id}/i18n", "get"),
     ("/bots/{id}/i18n/{locale}/{key}", "put"),
     ("/bots/{id}/i18n/coverage", "get"),
+    ("/bots/{id}/users/{telegram_user_id}/data", "get"),
+    ("/bots/{id}/users/{telegram_user_id}/data", "delete"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -44,6 +44,10 @@ def demo_server_env(
         "DOTENV_PATH": "/dev/null",
         "LOG_LEVEL": "warning",
         "REDIS_URL": "",
+        # Bursts here test ordering, not Telegram's per-chat limit, which has
+        # tests of its own; in-process tasks would hold its excess until the
+        # next sweep.
+        "OUTBOX_CHAT_BURST": "1000",
     }
 
 

@@ -190,10 +190,18 @@ def test_draft_spec_with_a_lint_error_is_refused_with_its_path(
     assert _snapshot(bot) == before
 
 
+def _translated(bot: Bot, *keys: str) -> None:
+    for key in keys:
+        Translation.objects.create(
+            bot=bot, locale="en", key=key, forms={"other": key.title()}
+        )
+
+
 def test_publish_action_creates_the_next_version_and_reports_warnings(
     admin_client: Client,
 ) -> None:
     bot = BotFactory.create(draft_spec=SMALL_SPEC)
+    _translated(bot, "main.text", "main.again", "orphan.text")
     spec_publish(bot=bot, source=SMALL_SPEC)
     draft = json.loads(json.dumps(SMALL_SPEC))
     draft["nodes"]["orphan"] = dict(draft["nodes"]["main"], text="orphan.text")
@@ -223,6 +231,7 @@ def test_publish_action_creates_the_next_version_and_reports_warnings(
 
 def test_publish_action_without_warnings_says_so(admin_client: Client) -> None:
     bot = BotFactory.create(draft_spec=SMALL_SPEC)
+    _translated(bot, "main.text", "main.again")
 
     response = admin_client.post(
         "/admin/bots/bot/",

@@ -263,6 +263,56 @@ def test_publish_answers_the_new_version_and_its_warnings(
     assert api_bot.cache_revision == before + 1
 
 
+def test_publish_warns_of_every_text_of_a_locale_that_has_none(
+    api: APIClient, api_bot: Bot
+) -> None:
+    # given a spec that adds a locale the bot has no translations in
+    spec = {**SPEC, "locales": ["en", "de"]}
+
+    # when it is published
+    response = api.post(f"/bots/{api_bot.pk}/versions", {"spec": spec}, format="json")
+
+    # then each text is reported as missing there, built-in ones excepted
+    assert response.status_code == 201
+    assert [
+        (warning["path"], warning["message"]) for warning in response.json()["warnings"]
+    ] == [
+        ("commands.help.description", "The translation 'cmd.help' is missing in: de."),
+        ("nodes.help.template", "The translation 'help.text' is missing in: de."),
+        ("nodes.help.template", "The translation 'main.text' is missing in: de."),
+        (
+            "nodes.main.rows[0][0].label",
+            "The translation 'menu.help' is missing in: de.",
+        ),
+        ("nodes.main.text", "The translation 'main.text' is missing in: de."),
+    ]
+
+
+def test_publish_warns_of_a_text_longer_than_a_telegram_message(
+    api: APIClient, api_bot: Bot
+) -> None:
+    # given a help text of 2,050 characters whose plural "other" form is one
+    # unit over the limit counted in UTF-16, as Telegram counts (each 🍰 is
+    # two units, each ☕ one)
+    translation_set(
+        bot_id=api_bot.pk,
+        locale="en",
+        key="help.text",
+        forms={"one": "short", "other": "☕" * 2 + "🍰" * 2047 + "x"},
+    )
+
+    # when the spec is published
+    response = api.post(f"/bots/{api_bot.pk}/versions", {"spec": SPEC}, format="json")
+
+    # then it is published, with a warning at the text's path
+    assert response.status_code == 201
+    assert [
+        (warning["path"], warning["code"])
+        for warning in response.json()["warnings"]
+        if warning["code"] == "text_too_long"
+    ] == [("nodes.help.template", "text_too_long")]
+
+
 def test_publish_numbers_versions_per_bot(api: APIClient, api_bot: Bot) -> None:
     other: Bot = BotFactory.create()
     spec_publish(bot=other, source=SPEC)

@@ -399,6 +399,8 @@ def test_a_huge_answer_is_cut_to_a_few_messages(
     ]
     assert all(len(text) <= TELEGRAM_LIMIT for _, text in shown)
     assert "\n\n".join(text for _, text in shown[1:]) == (huge[:16_384].rstrip() + " …")
+    # and the request keeps the answer as it was shown, not the megabyte
+    assert _requests(user.bot) == [("done", huge[:16_384].rstrip() + " …", "", 3, 1)]
 
 
 # --- the admin: text no database can store is refused with its path -----------

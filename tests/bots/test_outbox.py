@@ -3,11 +3,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, OutboundMessage
 from bots.services.outbox import outbox_chat_drain, outbox_sweep
+from bots.services.send_limits import send_limits_admit
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -237,9 +238,8 @@ def test_a_bot_at_its_message_limit_still_answers_buttons_and_shows_typing(
     bot: Bot, telegram_api: FakeTelegramControl
 ) -> None:
     # given a bot that has used up Telegram's messages for this second
-    now = int(timezone.now().timestamp())
-    for second in range(now, now + 5):
-        cache.set(f"rl:bot:{bot.pk}:{second}", 30, timeout=10)
+    for other_chat in range(settings.OUTBOX_BOT_PER_SECOND):
+        assert send_limits_admit(bot_id=bot.pk, chat_id=other_chat + 1) == 0.0
     for method, payload in [
         ("answerCallbackQuery", {"callback_query_id": "cb-1"}),
         ("sendChatAction", {"chat_id": CHAT, "action": "typing"}),

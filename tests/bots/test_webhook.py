@@ -155,17 +155,41 @@ def test_duplicate_update_is_a_no_op(webhook: Webhook) -> None:
     assert Conversation.objects.get().state == state_after_first
 
 
-def test_inactive_bot_drops_updates_with_200(webhook: Webhook) -> None:
+def test_an_inactive_bot_answers_404_and_stores_nothing(webhook: Webhook) -> None:
     Bot.objects.filter(pk=webhook.bot.pk).update(is_active=False)
 
     response = webhook.post(START)
 
-    assert response.status_code == 200
-    assert list(ProcessedUpdate.objects.values_list("outcome", flat=True)) == [
-        "dropped"
-    ]
+    assert response.status_code == 404
+    assert response.json()["code"] == "bot_inactive"
+    assert ProcessedUpdate.objects.count() == 0
     assert Conversation.objects.count() == 0
     assert OutboundMessage.objects.count() == 0
+
+
+def test_an_inactive_bot_with_a_wrong_secret_is_still_a_403(webhook: Webhook) -> None:
+    Bot.objects.filter(pk=webhook.bot.pk).update(is_active=False)
+
+    response = webhook.post(START, secret="wrong")
+
+    assert response.status_code == 403
+    assert ProcessedUpdate.objects.count() == 0
+
+
+def test_an_update_refused_while_inactive_is_processed_once_switched_back_on(
+    webhook: Webhook,
+) -> None:
+    Bot.objects.filter(pk=webhook.bot.pk).update(is_active=False)
+    assert webhook.post(START).status_code == 404
+
+    Bot.objects.filter(pk=webhook.bot.pk).update(is_active=True)
+    response = webhook.post(START)
+
+    assert response.status_code == 200
+    assert list(ProcessedUpdate.objects.values_list("outcome", flat=True)) == [
+        "processed"
+    ]
+    assert OutboundMessage.objects.count() == 1
 
 
 def test_get_is_not_allowed(webhook: Webhook) -> None:

@@ -272,3 +272,23 @@ def test_cycles_of_nodes_that_never_wait_are_errors():
             "warning",
         ),
     ]
+
+
+def test_translations_longer_than_a_telegram_message_are_warnings():
+    # given a reply text of 4096 characters in English and 4097 in Ukrainian
+    lengths = {"en": {"main.text": 10, "reply.text": 4096}, "uk": {"reply.text": 4097}}
+
+    # when linted
+    issues = spec_lint(
+        spec_of({"main": MENU, "reply": REPLY}, locales=["en", "uk"]),
+        translation_lengths=lengths,
+    )
+
+    # then only the text over the limit is reported, with its locale
+    assert [(issue.code, issue.severity) for issue in issues] == [
+        ("text_too_long", "warning")
+    ]
+    assert issues[0].message == (
+        "The translation 'reply.text' is longer than Telegram's 4096 characters "
+        "in: uk; it will be sent as several messages."
+    )

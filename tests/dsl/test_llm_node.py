@@ -337,6 +337,19 @@ def test_invalid_node_fields_are_reported_by_path():
     ]
 
 
+@pytest.mark.parametrize("field", ["prompt", "system"])
+@pytest.mark.parametrize("blank", [" ", "\n\t ", "\u3000"])
+def test_a_blank_prompt_is_refused_at_its_path(field: str, blank: str) -> None:
+    node = {"type": "llm.v1", "prompt": "Answer: {{ vars.q }}", field: blank}
+
+    with pytest.raises(SpecInvalidError) as raised:
+        spec_of({"main": MENU, "answer": node})
+
+    assert [(item.path, item.code) for item in raised.value.errors] == [
+        (f"nodes.answer.{field}", "blank_prompt")
+    ]
+
+
 def test_lint_reports_missing_nodes_translations_and_loops():
     spec = spec_validate(
         {

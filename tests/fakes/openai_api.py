@@ -409,7 +409,8 @@ class _Handler(FakeHandler):
         while True:
             left = POLL_SECONDS if ends is None else ends - time.monotonic()
             if event.wait(max(min(left, POLL_SECONDS), 0)):
-                return True
+                # A client that gave up while held gets no late answer.
+                return not self._client_left()
             if self._client_left() or self._state.stopping.is_set():
                 return False
             if ends is not None and time.monotonic() >= ends:

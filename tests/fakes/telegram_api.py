@@ -9,12 +9,14 @@ Control endpoints, which the real API does not have:
 - ``GET /_calls[?method=&token=]`` lists the recorded calls in arrival order
   as ``{"calls": [{"method", "token", "params", "status", "at"}]}``;
   ``status`` is 0 until the call is answered, and a call held open by a hang
-  fault is never answered, so it stays 0. ``DELETE /_calls`` forgets them.
+  fault is never answered, so it stays 0; a ``delay_after_ms`` fault records
+  the status before it holds the answer. ``DELETE /_calls`` forgets them.
 - ``POST /_updates`` with ``{"token", "updates"}`` queues updates for
   ``getUpdates``.
-- ``POST /_faults`` adds a fault rule (see ``FaultRule``), ``GET /_faults``
-  lists the rules, ``DELETE /_faults`` drops them and lets go of hung calls
-  (their connection is closed without an answer).
+- ``POST /_faults`` adds a fault rule (see ``FaultRule``; every field is
+  optional), ``GET /_faults`` lists the rules, ``DELETE /_faults`` drops
+  them and lets go of held calls (their connection is closed without an
+  answer); both answer ``{"ok": true}``.
 - ``POST /_webhook_errors`` with ``{"token", "message", "date"?}`` sets the
   last delivery error that ``getWebhookInfo`` reports.
 
@@ -188,6 +190,10 @@ class _Handler(FakeHandler):
 
         if payload is not None:
             self._state.set_status(self._call, status)
+        if payload is not None and fault is not None and fault[0].delay_after_ms:
+            rule, release = fault
+            if not self._hold(release, seconds=rule.delay_after_ms / 1000):
+                return 0, None
 
         return status, payload
 
@@ -202,18 +208,27 @@ class _Handler(FakeHandler):
             rule, release = fault
             time.sleep(rule.delay_ms / 1000)
             if rule.hang:
-                self._hold(release)
+                self._hold(release, seconds=None)
                 return 0, None
             if rule.status is not None:
                 raise rule.error()
 
         return 200, {"ok": True, "result": self._state.invoke(method, token, params)}
 
-    def _hold(self, release: threading.Event) -> None:
-        """Keep the request unanswered until released or the client leaves."""
+    def _hold(self, release: threading.Event, *, seconds: float | None) -> bool:
+        """Keep the request unanswered for ``seconds`` (None: for good).
+
+        Return True when that time is up; False when the hold ended early,
+        because the faults were cleared or the client left.
+        """
+        deadline = None if seconds is None else time.monotonic() + seconds
         while not release.wait(HANG_POLL_SECONDS):
             if self._client_left():
-                return
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
+
+        return False
 
     def _send_json(self, status: int, payload: dict[str, Any]) -> None:
         self._send_body(status, json.dumps(payload, ensure_ascii=False).encode("utf-8"))

@@ -72,11 +72,14 @@ _SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 class FaultRule:
     """A rule that makes matching Bot API calls fail, wait or hang.
 
-    method, token and chat_id narrow what it matches (chat_id compared as a
-    string). The first matching rule in insertion order applies and counts
-    its times down, disappearing at 0; without times it lasts until cleared.
-    With a status the call fails with that error after delay_ms; without one
-    it succeeds after delay_ms; with hang it is held open and never answered.
+    Every field is optional. method, token and chat_id narrow what it
+    matches (chat_id compared as a string). The first matching rule in
+    insertion order applies and counts its times down, disappearing at 0;
+    without times it lasts until cleared. With a status the call fails with
+    that error after delay_ms; without one it succeeds after delay_ms; with
+    hang it is held open and never answered. delay_after_ms holds the answer
+    after the call was carried out and recorded with its status: a message
+    is kept, and a client that gives up meanwhile never learns it was sent.
     """
 
     method: str | None = None
@@ -86,6 +89,7 @@ class FaultRule:
     description: str | None = None
     parameters: dict[str, Any] | None = None
     delay_ms: float = 0
+    delay_after_ms: float = 0
     hang: bool = False
     times: int | None = None
 
@@ -100,6 +104,12 @@ class FaultRule:
 
         rule = cls(**data)
         if rule.chat_id is not None:
+            if isinstance(rule.chat_id, bool) or not isinstance(
+                rule.chat_id, int | str
+            ):
+                raise BotApiError(
+                    400, "Bad Request: chat_id must be an integer or a string"
+                )
             rule.chat_id = str(rule.chat_id)
         _check_fault(rule)
 
@@ -161,17 +171,23 @@ def _check_fault(rule: FaultRule) -> None:
         if not isinstance(getattr(rule, name), str | None):
             raise BotApiError(400, f"Bad Request: {name} must be a string")
     if rule.status is not None and not (
-        isinstance(rule.status, int) and 400 <= rule.status <= 599
+        _is_integer(rule.status) and 400 <= rule.status <= 599
     ):
         raise BotApiError(400, "Bad Request: fault status must be 400-599")
-    if not isinstance(rule.delay_ms, int | float) or rule.delay_ms < 0:
-        raise BotApiError(400, "Bad Request: delay_ms must be a number >= 0")
-    if rule.times is not None and not (isinstance(rule.times, int) and rule.times > 0):
+    for name in ("delay_ms", "delay_after_ms"):
+        delay = getattr(rule, name)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise BotApiError(400, f"Bad Request: {name} must be a number >= 0")
+    if rule.times is not None and not (_is_integer(rule.times) and rule.times > 0):
         raise BotApiError(400, "Bad Request: times must be a positive integer")
     if not isinstance(rule.hang, bool):
         raise BotApiError(400, "Bad Request: hang must be a boolean")
     if rule.parameters is not None and not isinstance(rule.parameters, dict):
         raise BotApiError(400, "Bad Request: parameters must be an object")
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _default_description(status: int, parameters: dict[str, Any] | None) -> str:

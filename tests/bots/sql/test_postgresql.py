@@ -6,6 +6,7 @@ from typing import Any
 import psycopg
 import pytest
 from django.conf import settings
+from django.test import Client
 
 from bots.models import Bot
 from bots.sql import (
@@ -212,6 +213,43 @@ def test_deprovision_drops_role_schema_and_connections(pg_bot_make: BotMake) -> 
     assert run(bot, "SELECT 1 AS one").error_code == "unavailable"
 
 
+def _bot_database_exists(bot: Bot) -> tuple[bool, bool]:
+    roles = owner_value(
+        "SELECT count(*) FROM pg_roles WHERE rolname = %s", [role_name(bot.pk)]
+    )
+    schemas = owner_value(
+        "SELECT count(*) FROM pg_namespace WHERE nspname = %s", [schema_name(bot.pk)]
+    )
+
+    return roles == 1, schemas == 1
+
+
+@pytest.mark.parametrize("how", ["delete page", "delete action"])
+def test_deleting_a_bot_in_the_admin_drops_its_role_and_schema(
+    pg_bot_make: BotMake, admin_client: Client, how: str
+) -> None:
+    bot = pg_bot_make(allows_sql_writes=True)
+    kept = pg_bot_make()
+    order_insert(bot)
+    before = _bot_database_exists(bot)
+
+    if how == "delete page":
+        response = admin_client.post(
+            f"/admin/bots/bot/{bot.pk}/delete/", {"post": "yes"}
+        )
+    else:
+        response = admin_client.post(
+            "/admin/bots/bot/",
+            {"action": "delete_selected", "_selected_action": [bot.pk], "post": "yes"},
+        )
+
+    assert before == (True, True)
+    assert response.status_code == 302
+    assert not Bot.objects.filter(pk=bot.pk).exists()
+    assert _bot_database_exists(bot) == (False, False)
+    assert _bot_database_exists(kept) == (True, True)
+
+
 # --- what a statement can reach --------------------------------------------------
 
 
@@ -257,6 +295,7 @@ def test_other_bots_schema_is_unreachable(pg_bot_make: BotMake) -> None:
         ("SELECT count(*) FROM public.bots_bot", "permission_denied"),
         ("SELECT sql_password FROM public.bots_bot", "permission_denied"),
         ("SELECT count(*) FROM public.auth_user", "permission_denied"),
+        ("SELECT rolpassword FROM pg_catalog.pg_authid", "permission_denied"),
         ("DELETE FROM public.bots_bot", "permission_denied"),
         # Not on the search path at all.
         ("SELECT count(*) FROM bots_bot", "invalid_statement"),
@@ -298,6 +337,62 @@ def test_role_changes_and_server_files_are_refused(
     assert outcome.error_code == "permission_denied"
     assert _orders_count(bot) == 0
     assert _applied_count(bot) == 0
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "CREATE TABLE more_orders (a integer)",
+        "CREATE TABLE public.more_orders (a integer)",
+        "CREATE TEMPORARY TABLE scratch (a integer)",
+        "CREATE FUNCTION pg_temp.f() RETURNS integer LANGUAGE sql AS 'SELECT 1'",
+        "CREATE FUNCTION f() RETURNS integer LANGUAGE c"
+        " AS '/lib/x86_64-linux-gnu/libc.so.6', 'getpid'",
+        "CREATE FUNCTION f() RETURNS integer LANGUAGE internal AS 'int4in'",
+        "CREATE EXTENSION dblink",
+        "CREATE EXTENSION postgres_fdw",
+        "CREATE EXTENSION file_fdw",
+        "CREATE ROLE helper LOGIN",
+        "ALTER ROLE CURRENT_USER SUPERUSER",
+        "SELECT set_config('role', 'postgres', false)",
+        "SELECT set_config('session_authorization', 'postgres', false)",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE usename <> current_user",
+    ],
+)
+def test_role_cannot_create_objects_nor_run_untrusted_code(
+    pg_bot_make: BotMake, statement: str
+) -> None:
+    bot = pg_bot_make(allows_sql_writes=True)
+
+    outcome = run(bot, statement, mode="write")
+
+    assert outcome.error_code == "permission_denied"
+    assert _applied_count(bot) == 0
+    assert (
+        owner_value(
+            "SELECT count(*) FROM pg_proc WHERE proowner = %s::regrole",
+            [role_name(bot.pk)],
+        )
+        == 0
+    )
+    assert (
+        owner_value(
+            "SELECT count(*) FROM pg_class WHERE relowner = %s::regrole",
+            [role_name(bot.pk)],
+        )
+        == 0
+    )
+
+
+def test_dblink_is_not_there_to_call(pg_bot_make: BotMake) -> None:
+    bot = pg_bot_make(allows_sql_writes=True)
+
+    outcome = run(
+        bot, "SELECT dblink_connect('dbname=postgres user=postgres')", mode="write"
+    )
+
+    assert outcome.error_code == "invalid_statement"
 
 
 def test_reset_role_leaves_the_session_as_the_bot_role(pg_bot_make: BotMake) -> None:
@@ -445,10 +540,20 @@ def test_statement_without_a_result_set_returns_no_rows(pg_bot_make: BotMake) ->
 
 
 @pytest.mark.parametrize("mode", ["read", "write"])
-def test_several_statements_are_refused(pg_bot_make: BotMake, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("statement", "params"),
+    [
+        ("SELECT 1; DROP TABLE orders", {}),
+        ("SELECT :n::int AS n; DROP TABLE orders", {"n": 1}),
+        ("DROP TABLE orders; SELECT 1", {}),
+    ],
+)
+def test_several_statements_are_refused(
+    pg_bot_make: BotMake, mode: str, statement: str, params: dict[str, Any]
+) -> None:
     bot = pg_bot_make(allows_sql_writes=True)
 
-    outcome = run(bot, "SELECT 1; DROP TABLE orders", mode=mode)
+    outcome = run(bot, statement, params, mode=mode)
 
     assert outcome.error_code == "syntax_error"
     assert owner_value("SELECT to_regclass(%s) IS NOT NULL", [f"bot_{bot.pk}.orders"])
@@ -543,6 +648,46 @@ def test_lock_timeout_stops_a_blocked_statement(pg_bot_make: BotMake) -> None:
         elapsed = time.monotonic() - started
 
     assert outcome.error_code == "timeout"
+    assert elapsed < 2.0
+
+
+def test_settings_a_statement_changes_last_only_for_its_node(
+    pg_bot_make: BotMake,
+) -> None:
+    bot = pg_bot_make(allows_sql_writes=True)
+    pid = _backend_pid(bot)
+    changes = [
+        "SELECT set_config('statement_timeout', '0', false)",
+        "SELECT set_config('lock_timeout', '0', false)",
+        "SELECT set_config('search_path', 'public', false)",
+    ]
+
+    changed = [
+        run(bot, change, mode="write", update_id=number).error
+        for number, change in enumerate(changes, start=1)
+    ]
+    # The same session, so the changes were committed to it.
+    seen = run(
+        bot,
+        "SELECT current_setting('statement_timeout') AS statement,"
+        " current_setting('lock_timeout') AS lock, current_schemas(false) AS path,"
+        " pg_backend_pid() AS pid",
+        timeout_ms=300,
+    )
+    started = time.monotonic()
+    sleeper = run(bot, "SELECT pg_sleep(5)", timeout_ms=200)
+    elapsed = time.monotonic() - started
+
+    assert changed == [None, None, None]
+    assert seen.rows == [
+        {
+            "statement": "300ms",
+            "lock": "300ms",
+            "path": [schema_name(bot.pk)],
+            "pid": pid,
+        }
+    ]
+    assert sleeper.error_code == "timeout"
     assert elapsed < 2.0
 
 
