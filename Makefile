@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TEST_WORKERS ?= 3
+TESTS ?=
 PROMTOOL := tools/prometheus/usr/bin/promtool
 
 TEST_DATABASE_URL := $(or $(DATABASE_URL),postgres://postgres@127.0.0.1:5432/botfactory)
@@ -51,9 +52,10 @@ $(PROMTOOL):
 	rm -rf tools/download
 	test -x $@
 
+# TESTS narrows the run: make test TEST_WORKERS=0 TESTS="tests/bots/test_outage_redis.py -s"
 test: $(VENV)/.installed deps
 	@$(TEST_ENV) $(PY) -m tests.services_check
-	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) -q
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) -q $(TESTS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -64,10 +66,13 @@ fmt: $(VENV)/.installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The LLM stress run (minutes; needs PostgreSQL and Redis): writes
-# bench/results/llm_stress.md and .json. BENCH_ARGS=--conversations=32 for one level.
+# The LLM stress run (minutes; needs PostgreSQL and Redis): people who read
+# each answer before the next question, 8 conversations to a bot, writes
+# bench/results/llm_stress.md and .json. BENCH_ARGS=--conversations=32 for
+# one level; BENCH_LLM_WORKLOAD= asks again at once (saturation).
+BENCH_LLM_WORKLOAD ?= --conversations-per-bot 8 --think-ms 5000-15000
 bench-llm: $(VENV)/.installed
-	$(PY) -m bench.llm_stress $(BENCH_ARGS)
+	$(PY) -m bench.llm_stress $(BENCH_LLM_WORKLOAD) $(BENCH_ARGS)
 
 # The webhook benchmark (minutes; needs PostgreSQL and Redis): the ceiling,
 # BotFactory and the aiogram peer, writes bench/results/webhook.md and .json.

@@ -1,13 +1,19 @@
 """LLM stress benchmark: many conversations asking the demo bot's barista.
 
-Run: ``.venv/bin/python -m bench.llm_stress [--conversations 32,256]``.
+Run: ``make bench-llm``, which is ``.venv/bin/python -m bench.llm_stress
+--conversations-per-bot 8 --think-ms 5000-15000 [--conversations 32,256]``.
 
 For each level a fresh stack (bench/stack.py) serves the demo bot as
 production runs it, against the fake Telegram Bot API and a fake OpenAI
 API answering in 200-800 ms. Every conversation is its own private chat
 and does, for a fixed number of questions: ``/ask``, wait for the prompt
 at the fake Bot API, send the question, wait for the answer there, then
-at once the next ``/ask``.
+pause for its think time before the next ``/ask``. The think time stands
+for a person reading the answer and typing the next question: uniform
+over 5-15 s in ``make bench-llm``, shorter than people take to read an
+answer of a few sentences and type a question, so the load is heavier
+than theirs. ``--think-ms 0`` asks again at once, which measures how many
+questions the stack can take rather than how 256 people are served.
 
 The workload is fixed before anything is measured: questions come from 50
 fixed questions with Zipf weights (s = 1.1), drawn per conversation from a

@@ -76,6 +76,15 @@ def _install_database_deadline(**_: object) -> None:
     database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)
 
 
+@worker_init.connect
+@worker_process_init.connect
+def _prepare_llm_provider(**_: object) -> None:
+    """Build the LLM provider's client before the first task asks for it."""
+    from llm.services import provider_prepare
+
+    provider_prepare()
+
+
 @worker_ready.connect
 def _start_worker_metrics(sender: Any = None, **_: object) -> None:
     """Serve the worker's metrics and start its monitor, in the main process.

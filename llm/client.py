@@ -8,6 +8,7 @@ policy (and the circuit breaker that counts every attempt) lives in
 import email.utils
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +30,7 @@ _QUOTA_CODE = "insufficient_quota"
 # A retry-after longer than this is not a pause but an outage; the caller's
 # deadline ends such a wait long before anyway.
 _MAX_RETRY_AFTER_SECONDS = 3600.0
+_client_lock = threading.Lock()
 # Far past any context window, and what a 32-bit counter can hold: a usage
 # count above it (or below zero) is not believed.
 _MAX_USAGE_TOKENS = 2**31 - 1
@@ -73,15 +75,33 @@ class ProviderAnswer:
 
 
 @lru_cache(maxsize=4)
-def _client(base_url: str, api_key: str) -> openai.OpenAI:
-    # One client (and connection pool) per process and configuration; created
-    # on first use so that a forked worker never inherits a parent's sockets.
+def _client_build(base_url: str, api_key: str) -> openai.OpenAI:
     return openai.OpenAI(
         base_url=base_url,
         api_key=api_key,
         max_retries=0,
         timeout=httpx.Timeout(10.0),
     )
+
+
+def _client(base_url: str, api_key: str) -> openai.OpenAI:
+    # One client (and connection pool) per process and configuration. Built
+    # under a lock: threads that all missed the cache at once each built one
+    # (TLS contexts and all), which cost the first burst of calls a second.
+    # Building opens no socket, so a forked worker inherits none.
+    with _client_lock:
+        return _client_build(base_url, api_key)
+
+
+def provider_client_prepare(*, base_url: str, api_key: str) -> None:
+    """Build the client for this configuration now, before any call needs it.
+
+    The SDK imports its resource modules (and builds their types) on first
+    access, under the import lock: reaching ``chat.completions`` here keeps
+    that second off the first burst of calls. Raises nothing the openai
+    package would not raise for a bad base URL.
+    """
+    _client(base_url, api_key).chat.completions  # noqa: B018
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -15,7 +15,7 @@ from tenacity import (
 from botfactory.metrics import CACHE_REQUESTS, LLM_DURATION, LLM_REQUESTS
 from llm.breaker import CircuitBreaker
 from llm.cache import ResponseCache, response_cache_key
-from llm.client import ProviderError, chat_complete
+from llm.client import ProviderError, chat_complete, provider_client_prepare
 from llm.echo import echo_answer
 from llm.errors import LlmUnavailableError
 from llm.types import Completion, CompletionRequest
@@ -57,6 +57,17 @@ def _config() -> _Config:
         backoff_max_seconds=settings.LLM_BACKOFF_MAX_SECONDS,
         cache_wait_seconds=settings.LLM_CACHE_WAIT_SECONDS,
     )
+
+
+def provider_prepare() -> None:
+    """Build the configured provider's client before the first call needs it.
+
+    A worker calls this as it starts, so its first burst of tasks does not
+    wait for the client. Nothing to build for the built-in echo provider.
+    """
+    config = _config()
+    if config.api_key is not None:
+        provider_client_prepare(base_url=config.base_url, api_key=config.api_key)
 
 
 def breaker_get(*, provider: str | None = None) -> CircuitBreaker:

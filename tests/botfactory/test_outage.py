@@ -32,8 +32,10 @@ STATEMENT_TIMEOUT_MS = 2000
 # The server's DATABASE_COMMAND_TIMEOUT: its default, the statement timeout
 # plus one second.
 COMMAND_TIMEOUT = STATEMENT_TIMEOUT_MS / 1000 + 1.0
-# The bound for a refused connection: the pool's 1.5 s wait plus a margin.
-STOPPED_BOUND = 2.0
+# The bound for a refused connection: the pool's 1.5 s wait plus a margin
+# for a busy machine (the suite runs beside other processes' fault tests,
+# and 0.5 s was seen to be exceeded by 0.05 s), as the frozen bound has.
+STOPPED_BOUND = 1.5 + 1.0
 # The documented bound for a frozen server, with a margin for a busy machine.
 FROZEN_BOUND = COMMAND_TIMEOUT + 1.0
 # A request to a healthy server, even the first after an outage.

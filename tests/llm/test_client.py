@@ -1,11 +1,15 @@
 """The openai wrapper maps each failure to a ProviderError, one attempt each."""
 
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
+from llm import client as client_module
 from llm.client import ProviderError, chat_complete
+from llm.services import provider_prepare
 from llm.types import ChatMessage
 from tests.fakes.openai_control import TEST_API_KEY, FakeOpenAI
 
@@ -87,3 +91,42 @@ def test_an_answer_carries_text_and_usage(fake_openai: FakeOpenAI) -> None:
 
     assert (answer.prompt_tokens, answer.completion_tokens) == (1, 2)
     assert answer.text.startswith("Answer: ")
+
+
+def test_threads_that_all_need_the_client_at_once_share_one(
+    fake_openai: FakeOpenAI,
+) -> None:
+    # given no client built yet for this configuration
+    client_module._client_build.cache_clear()
+    start = threading.Barrier(8)
+
+    def client() -> object:
+        start.wait()
+        return client_module._client(fake_openai.url + "/v1", TEST_API_KEY)
+
+    # when eight threads ask for it at the same moment
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        clients = list(pool.map(lambda _: client(), range(8)))
+
+    # then exactly one was built, and every thread got it
+    assert client_module._client_build.cache_info().currsize == 1
+    assert len({id(one) for one in clients}) == 1
+
+
+def test_preparing_the_provider_builds_its_client_and_the_echo_needs_none(
+    fake_openai: FakeOpenAI, settings: Any
+) -> None:
+    client_module._client_build.cache_clear()
+    settings.OPENAI_API_KEY = None
+
+    provider_prepare()
+    built_for_echo = client_module._client_build.cache_info().currsize
+
+    settings.OPENAI_API_KEY = TEST_API_KEY
+    settings.OPENAI_BASE_URL = fake_openai.url + "/v1"
+    provider_prepare()
+
+    assert built_for_echo == 0
+    assert client_module._client_build.cache_info().currsize == 1
+    # preparing made no call to the provider
+    assert fake_openai.calls() == []
