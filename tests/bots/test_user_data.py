@@ -165,6 +165,13 @@ def _with_privacy(bot: Bot) -> None:
     spec_publish(bot=bot, source={**_demo_spec(), "privacy": PRIVACY})
 
 
+def _without_privacy(bot: Bot) -> None:
+    # The demo declares its statements; a bot that declares none is covered
+    # by the runtime's rows alone.
+    source = {key: value for key, value in _demo_spec().items() if key != "privacy"}
+    spec_publish(bot=bot, source=source)
+
+
 def _applied_privacy_records(bot: Bot) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
@@ -200,7 +207,7 @@ def _expected_export(bot: Bot, users: dict[str, Recording]) -> dict[str, Any]:
                 "chat_id": c.chat_id,
                 "thread_id": 0,
                 "user_id": c.user_id,
-                "spec_version": 1,
+                "spec_version": bot.live_version.number,
                 "state": c.state,
                 "locale": "en",
                 "last_update_id": c.last_update_id,
@@ -257,6 +264,7 @@ def _expected_export(bot: Bot, users: dict[str, Recording]) -> dict[str, Any]:
 def test_export_holds_exactly_the_users_rows_of_that_bot(
     api: APIClient, demo_bot: Bot, telegram_api: FakeTelegramControl
 ) -> None:
+    _without_privacy(demo_bot)
     users = _users(demo_bot, telegram_api)
     _other_bot_with_ann()
     expected = _expected_export(demo_bot, users)
@@ -275,6 +283,22 @@ def test_export_holds_exactly_the_users_rows_of_that_bot(
         (GROUP, ANN),
     ]
     assert export["conversations"][0]["state"]["vars"]["name"] == "Ann"
+
+
+def test_the_demo_bot_exports_its_own_orders_of_the_user(
+    api: APIClient, demo_bot: Bot, telegram_api: FakeTelegramControl
+) -> None:
+    _users(demo_bot, telegram_api)
+
+    rows = api.get(f"/bots/{demo_bot.pk}/users/{ANN}/data").json()["bot_data"]
+
+    assert rows["covered"] is True
+    assert [
+        {key: value for key, value in row.items() if key != "created_at"}
+        for row in rows["rows"]
+    ] == [
+        {"drink": "latte", "size": "small", "quantity": 2, "name": "Ann", "phone": None}
+    ]
 
 
 def test_export_includes_the_bots_own_rows_when_the_spec_declares_them(
@@ -373,6 +397,7 @@ def test_a_second_delete_finds_nothing(
 def test_an_unknown_user_gets_an_empty_export_and_a_delete_of_nothing(
     api: APIClient, demo_bot: Bot, telegram_api: FakeTelegramControl
 ) -> None:
+    _without_privacy(demo_bot)
     _users(demo_bot, telegram_api)
     before = _counts(demo_bot)
 
