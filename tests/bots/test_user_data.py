@@ -19,6 +19,7 @@ from bots.models import (
     LlmRequest,
     OutboundMessage,
     ProcessedUpdate,
+    SpecVersion,
 )
 from bots.services.privacy import NOT_COVERED
 from bots.services.specs import spec_publish
@@ -192,6 +193,8 @@ def _expected_export(bot: Bot, users: dict[str, Recording]) -> dict[str, Any]:
     """Ann's rows as the export should show them, read back from the tables."""
     private = Conversation.objects.get(bot=bot, chat_id=ANN)
     group = Conversation.objects.get(bot=bot, chat_id=GROUP, user_id=ANN)
+    live = SpecVersion.objects.filter(bot=bot).order_by("-number").first()
+    assert live is not None
     messages = OutboundMessage.objects.filter(
         conversation__in=[private, group]
     ).order_by("pk")
@@ -207,7 +210,7 @@ def _expected_export(bot: Bot, users: dict[str, Recording]) -> dict[str, Any]:
                 "chat_id": c.chat_id,
                 "thread_id": 0,
                 "user_id": c.user_id,
-                "spec_version": bot.live_version.number,
+                "spec_version": live.number,
                 "state": c.state,
                 "locale": "en",
                 "last_update_id": c.last_update_id,
