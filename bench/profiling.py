@@ -21,7 +21,7 @@ from pathlib import Path
 RATE = 97
 STOP_SECONDS = 30.0
 # Where installed and standard-library modules live, dropped from their paths.
-_LIBRARY_PREFIX = re.compile(r"^.*/(site-packages|lib/python3\.\d+)/")
+_LIBRARY_PREFIX = re.compile(r"^(.*/)?(site-packages|lib/python3\.\d+)/")
 
 
 def _py_spy() -> str:

@@ -3,7 +3,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bots.selectors import bot_get
+from bots.management.lookup import command_bot_get
 from bots.services.local_chat import LocalChat, Reply
 
 
@@ -30,9 +30,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  [#{number}] {button.label}")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bot = bot_get(bot_ref=options["bot"])
-        if bot is None:
-            raise CommandError(f"No bot with id or slug {options['bot']!r}.")
+        bot = command_bot_get(options["bot"])
         if bot.live_version_id is None:
             raise CommandError("The bot has no published spec version.")
 

@@ -3,7 +3,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from botfactory.errors import ApplicationError
-from bots.selectors import bot_get
+from bots.management.lookup import command_bot_get
 from bots.services.telegram_setup import bot_polling_run
 from bots.telegram import TelegramError
 
@@ -27,9 +27,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bot = bot_get(bot_ref=options["bot"])
-        if bot is None:
-            raise CommandError(f"No bot with id or slug {options['bot']!r}.")
+        bot = command_bot_get(options["bot"])
 
         if bot.is_demo:
             raise CommandError("The bot has no Telegram token (demo mode).")

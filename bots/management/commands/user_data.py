@@ -5,7 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from botfactory.errors import ApplicationError
-from bots.selectors import bot_get
+from bots.management.lookup import command_bot_get
 from bots.services.privacy import (
     telegram_user_id_parse,
     user_data_delete,
@@ -28,9 +28,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        bot = bot_get(bot_ref=options["bot"])
-        if bot is None:
-            raise CommandError(f"No bot with id or slug {options['bot']!r}.")
+        bot = command_bot_get(options["bot"])
         try:
             user_id = telegram_user_id_parse(options["telegram_user_id"])
             if options["delete"]:
