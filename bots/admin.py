@@ -5,7 +5,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern
 from django.utils.translation import gettext_lazy as _
 
 from botfactory.parsers import json_unstorable_path
@@ -14,6 +15,7 @@ from bots.observability import spec_reload_record
 from bots.services.bots import bot_activate, bot_deactivate
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
 from bots.sql import sql_deprovision
+from bots.studio.urls import studio_links, studio_urls
 from i18n.admin import TranslationAdminForm
 from i18n.models import Translation
 
@@ -173,6 +175,23 @@ class BotAdmin(admin.ModelAdmin):
         ),
         (_("Spec"), {"fields": ["live_version", "draft_spec", "allows_sql_writes"]}),
     ]
+
+    def get_urls(self) -> list[URLPattern]:
+        # Studio pages come first: the default catch-all would take them.
+        return studio_urls(self.admin_site) + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        if object_id.isdigit():
+            context["studio_links"] = studio_links(int(object_id))
+
+        return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description=_("token"))
     def token_display(self, obj: Bot) -> str:

@@ -325,3 +325,111 @@ class LlmRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bot_id}:{self.update_id}:{self.node_id} ({self.status})"
+
+
+class BotAccess(models.Model):
+    """What one member of staff may do with one bot.
+
+    Superusers may do everything with every bot; anyone else sees only the
+    bots they are given here. Each level includes the ones below it.
+    """
+
+    class Level(models.IntegerChoices):
+        VIEW = 1, _("view")
+        EDIT = 2, _("edit")
+        PUBLISH = 3, _("publish")
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="access")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="bot_access"
+    )
+    level = models.PositiveSmallIntegerField(choices=Level.choices)
+
+    class Meta:
+        verbose_name = _("bot access")
+        verbose_name_plural = _("bot access")
+        constraints = [
+            models.UniqueConstraint(fields=["bot", "user"], name="bot_access_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} → {self.bot_id}: {self.get_level_display()}"
+
+
+class AuditEntry(models.Model):
+    """Who did something that changes what users see, or a secret, and when.
+
+    The bot's and the actor's names are copied, so the entry still reads
+    after either is deleted. Never holds a token or a secret's value.
+    """
+
+    class Action(models.TextChoices):
+        PUBLISH = "publish", _("published")
+        ROLLBACK = "rollback", _("rolled back")
+        TOKEN_CHANGE = "token_change", _("changed the token")
+        SECRET_CHANGE = "secret_change", _("changed the webhook secret")
+        IMPORT = "import", _("imported")
+        ACCESS_CHANGE = "access_change", _("changed access")
+        DELETE = "delete", _("deleted")
+
+    bot = models.ForeignKey(
+        Bot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    bot_label = models.CharField(max_length=100)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150)
+    action = models.CharField(max_length=32, choices=Action.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("audit entry")
+        verbose_name_plural = _("audit log")
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["bot", "-created_at"], name="audit_by_bot")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.bot_label}"
+
+
+class Transcript(models.Model):
+    """A conversation test: what a user does, what the bot must answer.
+
+    ``steps`` is a list of objects, each with exactly one of ``say`` (text or
+    a command), ``press`` (the label of a button the bot showed last) or
+    ``contact`` (a phone number shared), and any of ``expect`` (the texts of
+    the bot's replies to that step, in order), ``buttons`` (the labels the
+    last reply offers) and ``vars`` (values the conversation holds after
+    the step). A draft was saved from "Try it" and awaits review; drafts
+    are not run on publish.
+    """
+
+    bot = models.ForeignKey(Bot, on_delete=models.CASCADE, related_name="transcripts")
+    name = models.CharField(_("name"), max_length=100)
+    locale = models.CharField(_("locale"), max_length=16)
+    steps = models.JSONField(_("steps"), default=list)
+    is_draft = models.BooleanField(_("draft"), default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["bot", "name"], name="transcript_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
