@@ -11,6 +11,7 @@ from bots.apis import (
     TranslationSetApi,
     UserDataApi,
 )
+from bots.apis_schema import SpecSchemaApi
 
 urlpatterns = [
     path("bots/<int:id>/reload", BotReloadApi.as_view(), name="api-bot-reload"),
@@ -31,6 +32,7 @@ urlpatterns = [
         UserDataApi.as_view(),
         name="api-user-data",
     ),
+    path("api/spec-schema", SpecSchemaApi.as_view(), name="api-spec-schema"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path(
         "api/docs",

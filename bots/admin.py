@@ -10,13 +10,28 @@ from django.urls import URLPattern
 from django.utils.translation import gettext_lazy as _
 
 from botfactory.parsers import json_unstorable_path
-from bots.models import TOKEN_RE, Bot, Conversation, OutboundMessage, SpecVersion
+from bots.admin_access import (
+    BotAccessInline,
+    BotAccessMixin,
+    BotInlineAccessMixin,
+    BotRecordAccessMixin,
+)
+from bots.models import (
+    TOKEN_RE,
+    Bot,
+    Conversation,
+    OutboundMessage,
+    SpecVersion,
+    Transcript,
+)
 from bots.observability import spec_reload_record
+from bots.services.access import Level, bot_access_require
 from bots.services.bots import bot_activate, bot_deactivate
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
+from bots.services.transcripts import transcript_steps_problem
 from bots.sql import sql_deprovision
 from bots.studio.urls import studio_links, studio_urls
-from i18n.admin import TranslationAdminForm
+from i18n.admin import TranslationAdmin, TranslationAdminForm
 from i18n.models import Translation
 
 # The bot id, a colon and the secret part, as BotFather issues them.
@@ -134,7 +149,7 @@ class BotAdminForm(forms.ModelForm):
         return bot
 
 
-class TranslationInline(admin.TabularInline):
+class TranslationInline(BotInlineAccessMixin, admin.TabularInline):
     model = Translation
     form = TranslationAdminForm
     extra = 0
@@ -143,7 +158,7 @@ class TranslationInline(admin.TabularInline):
 
 
 @admin.register(Bot)
-class BotAdmin(admin.ModelAdmin):
+class BotAdmin(BotAccessMixin, admin.ModelAdmin):
     form = BotAdminForm
     list_display = [
         "name",
@@ -157,7 +172,7 @@ class BotAdmin(admin.ModelAdmin):
     list_select_related = ["live_version__bot"]
     search_fields = ["name", "slug"]
     readonly_fields = ["token_display", "username", "live_version", "webhook_path"]
-    inlines = [TranslationInline]
+    inlines = [TranslationInline, BotAccessInline]
     actions = ["publish_draft"]
     fieldsets = [
         (None, {"fields": ["name", "slug", "default_locale", "is_active"]}),
@@ -236,8 +251,11 @@ class BotAdmin(admin.ModelAdmin):
         )
         spec_reload_record()
 
-    @admin.action(description=_("Publish the draft spec"))
+    @admin.action(description=_("Publish the draft spec"), permissions=["publish"])
     def publish_draft(self, request: HttpRequest, queryset: QuerySet[Bot]) -> None:
+        # All or nothing: one bot the user may not publish refuses the lot.
+        for bot in queryset:
+            bot_access_require(user=request.user, bot=bot, level=Level.PUBLISH)
         for bot in queryset:
             try:
                 version, warnings = spec_publish(
@@ -275,7 +293,7 @@ class BotAdmin(admin.ModelAdmin):
             )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(BotRecordAccessMixin, admin.ModelAdmin):
     list_select_related = ["bot"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -288,7 +306,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(SpecVersion)
 class SpecVersionAdmin(ReadOnlyAdmin):
     list_display = ["bot", "number", "author", "message", "created_at"]
-    list_filter = ["bot"]
+    list_filter = [("bot", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["bot", "author"]
 
 
@@ -303,7 +321,7 @@ class ConversationAdmin(ReadOnlyAdmin):
         "locale",
         "updated_at",
     ]
-    list_filter = ["bot"]
+    list_filter = [("bot", admin.RelatedOnlyFieldListFilter)]
     list_select_related = ["bot", "spec_version__bot"]
 
 
@@ -318,4 +336,37 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
         "created_at",
         "sent_at",
     ]
-    list_filter = ["status", "bot"]
+    list_filter = ["status", ("bot", admin.RelatedOnlyFieldListFilter)]
+
+
+# i18n knows nothing of bot access; its admin is registered again here with
+# the same per-bot rule as the bot's other records.
+admin.site.unregister(Translation)
+
+
+@admin.register(Translation)
+class BotTranslationAdmin(BotRecordAccessMixin, TranslationAdmin):
+    list_filter = [("bot", admin.RelatedOnlyFieldListFilter), "locale"]
+
+
+class TranscriptAdminForm(forms.ModelForm):
+    class Meta:
+        model = Transcript
+        fields = ["bot", "name", "locale", "steps", "is_draft"]
+
+    def clean_steps(self) -> Any:
+        steps = self.cleaned_data["steps"]
+        problem = transcript_steps_problem(steps)
+        if problem:
+            raise forms.ValidationError(problem)
+
+        return steps
+
+
+@admin.register(Transcript)
+class TranscriptAdmin(BotRecordAccessMixin, admin.ModelAdmin):
+    form = TranscriptAdminForm
+    list_display = ["name", "bot", "locale", "is_draft", "updated_at"]
+    list_filter = ["is_draft", ("bot", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["bot"]
+    search_fields = ["name"]

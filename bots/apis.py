@@ -1,7 +1,11 @@
 """The REST API of a bot: its spec, its translations, its users' data.
 
 Staff only, with tokens (see ``create_api_token``); errors are rendered by
-``botfactory.errors.api_exception_handler``.
+``botfactory.errors.api_exception_handler``. A token acts as its user, with
+that user's access to each bot (``bots.services.access``): a bot they may not
+see is a 404; reading translations needs VIEW; reload, translation edits
+and exporting a user's data need EDIT; publishing and deleting a user's
+data need PUBLISH (403 ``permission_denied`` otherwise).
 """
 
 from typing import Any
@@ -14,13 +18,14 @@ from drf_spectacular.utils import (
     extend_schema_field,
 )
 from rest_framework import serializers
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from bots.models import Bot
 from bots.selectors import bot_get
+from bots.services.access import Level, bot_access_level
 from bots.services.privacy import (
     telegram_user_id_parse,
     user_data_delete,
@@ -64,16 +69,22 @@ _BOT_ID = OpenApiParameter(
 # Every endpoint is a bot's and staff only.
 _COMMON_ERRORS = {
     401: _error("No valid token (code not_authenticated)."),
-    403: _error("The token's user is not staff."),
+    403: _error(
+        "The token's user is not staff, or their access to the bot is too low."
+    ),
     404: _error("There is no such bot (code not_found)."),
 }
 _TOO_LARGE = {413: _error("The body is too large (code payload_too_large).")}
 
 
-def _bot_get_or_404(bot_id: int) -> Bot:
+def _bot_get_or_404(bot_id: int, *, user: Any, level: int) -> Bot:
+    # A bot the token's user may not see is "no such bot", so ids leak nothing.
     bot = bot_get(bot_ref=bot_id)
-    if bot is None:
+    held = bot_access_level(user=user, bot=bot) if bot is not None else 0
+    if bot is None or held < Level.VIEW:
         raise NotFound("There is no such bot.")
+    if held < level:
+        raise PermissionDenied("Your access to this bot does not allow this.")
 
     return bot
 
@@ -114,7 +125,7 @@ class BotReloadApi(APIView):
         },
     )
     def post(self, request: Request, id: int) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.EDIT)
 
         version = bot_reload(bot=bot)
 
@@ -176,7 +187,7 @@ class SpecPublishApi(APIView):
         },
     )
     def post(self, request: Request, id: int) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.PUBLISH)
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
@@ -218,7 +229,7 @@ class TranslationListApi(APIView):
         },
     )
     def get(self, request: Request, id: int) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.VIEW)
         serializer = self.InputSerializer(data=request.query_params)
         serializer.is_valid(raise_exception=True)
         locale = serializer.validated_data["locale"]
@@ -282,7 +293,7 @@ class TranslationSetApi(APIView):
         ],
     )
     def put(self, request: Request, id: int, locale: str, key: str) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.EDIT)
         forms: Any = request.data
 
         translation = bot_translation_set(bot=bot, locale=locale, key=key, forms=forms)
@@ -317,7 +328,7 @@ class TranslationCoverageApi(APIView):
         responses={200: OutputSerializer, **_COMMON_ERRORS},
     )
     def get(self, request: Request, id: int) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.VIEW)
 
         coverage = bot_translation_coverage_get(bot=bot)
 
@@ -397,7 +408,7 @@ class UserDataApi(APIView):
         },
     )
     def get(self, request: Request, id: int, telegram_user_id: str) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.EDIT)
         user_id = telegram_user_id_parse(telegram_user_id)
 
         export = user_data_export(bot=bot, telegram_user_id=user_id)
@@ -421,7 +432,7 @@ class UserDataApi(APIView):
         },
     )
     def delete(self, request: Request, id: int, telegram_user_id: str) -> Response:
-        bot = _bot_get_or_404(id)
+        bot = _bot_get_or_404(id, user=request.user, level=Level.PUBLISH)
         user_id = telegram_user_id_parse(telegram_user_id)
 
         result = user_data_delete(bot=bot, telegram_user_id=user_id)

@@ -109,7 +109,8 @@ class Bot(models.Model):
 
     @property
     def webhook_path(self) -> str:
-        return f"/telegram/{self.pk}/webhook"
+        # A bot not saved yet has no id, so no webhook either.
+        return f"/telegram/{self.pk}/webhook" if self.pk is not None else ""
 
 
 class SpecVersion(models.Model):

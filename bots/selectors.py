@@ -57,6 +57,12 @@ def spec_get_by_id(
     return spec
 
 
+def spec_cache_forget(*, version_id: int) -> None:
+    """Drop one version from this process's cache (a version rolled back)."""
+    with _spec_lock:
+        _spec_cache.pop(version_id, None)
+
+
 def spec_version_get_live(*, bot: Bot) -> SpecVersion | None:
     """Return the bot's live spec version, or None when nothing is published."""
     if bot.live_version_id is None:

@@ -256,3 +256,37 @@ def telegram_call(
         raise _translate(exc) from None
     except TimeoutError:
         raise TelegramTimeoutError("The Bot API call did not finish in time.") from None
+
+
+def telegram_webhook_info_get(*, token: str, timeout_seconds: float) -> dict[str, Any]:
+    """Return Telegram's ``getWebhookInfo`` for the token, within a short bound.
+
+    For pages that show it live: ``timeout_seconds`` bounds the whole call,
+    however long ``TELEGRAM_TIMEOUT_SECONDS`` is. Raises the TelegramError
+    subclasses of ``telegram_call``.
+    """
+    bot = _bot(token)
+
+    async def call() -> Any:
+        _http_status.set(None)
+        try:
+            return await bot.do_api_request(
+                "getWebhookInfo",
+                read_timeout=timeout_seconds,
+                write_timeout=timeout_seconds,
+                connect_timeout=timeout_seconds,
+                pool_timeout=timeout_seconds,
+            )
+        except ptb_error.TelegramError as exc:
+            raise _translate(exc, http_status=_http_status.get()) from None
+
+    try:
+        result = _run(call(), timeout=timeout_seconds + 0.5)
+    except ptb_error.TelegramError as exc:
+        raise _translate(exc) from None
+    except TimeoutError:
+        raise TelegramTimeoutError("getWebhookInfo did not finish in time.") from None
+    if not isinstance(result, dict):
+        raise TelegramError("getWebhookInfo answered something other than an object.")
+
+    return result

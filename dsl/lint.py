@@ -20,8 +20,12 @@ def _node_path(node_id: str, path: str = "") -> str:
     return path_join("nodes", node_id, *([path] if path else []))
 
 
-def _entry_points(spec: Spec) -> list[tuple[str, str]]:
-    """Return (path, node id) of every way into the spec from outside."""
+def spec_entry_points(spec: Spec) -> list[tuple[str, str]]:
+    """Return (path, node id) of every way into the spec from outside.
+
+    The start node comes first, then commands, then deep links. Never
+    raises.
+    """
     entries = [("start", spec.start)]
     entries += [
         (path_join("commands", name, "node"), command.node)
@@ -37,7 +41,7 @@ def _entry_points(spec: Spec) -> list[tuple[str, str]]:
 
 
 def _missing_nodes(spec: Spec) -> Iterable[LintIssue]:
-    refs = list(_entry_points(spec))
+    refs = list(spec_entry_points(spec))
     for node_id, node in spec.nodes.items():
         refs += [(_node_path(node_id, path), target) for path, target in node.targets()]
     for path, target in refs:
@@ -47,9 +51,13 @@ def _missing_nodes(spec: Spec) -> Iterable[LintIssue]:
             )
 
 
-def _unreachable_nodes(spec: Spec) -> Iterable[LintIssue]:
+def spec_reached_nodes(spec: Spec) -> set[str]:
+    """Return the ids of the nodes some command, link or node leads to.
+
+    Never raises.
+    """
     reached: set[str] = set()
-    waiting = [target for _path, target in _entry_points(spec)]
+    waiting = [target for _path, target in spec_entry_points(spec)]
     while waiting:
         node_id = waiting.pop()
         node = spec.nodes.get(node_id)
@@ -57,6 +65,12 @@ def _unreachable_nodes(spec: Spec) -> Iterable[LintIssue]:
             continue
         reached.add(node_id)
         waiting += [target for _path, target in node.targets()]
+
+    return reached
+
+
+def _unreachable_nodes(spec: Spec) -> Iterable[LintIssue]:
+    reached = spec_reached_nodes(spec)
     for node_id in spec.nodes:
         if node_id not in reached:
             yield LintIssue(

@@ -1,5 +1,9 @@
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import NamedTuple
 
 from botfactory.metrics import CACHE_REQUESTS
@@ -53,7 +57,8 @@ class _TableCache:
 _tables = _TableCache(TRANSLATOR_CACHE_SIZE)
 
 
-def _forms_ordered(forms: dict[str, str]) -> dict[str, str]:
+def forms_ordered(forms: Mapping[str, str]) -> dict[str, str]:
+    """Return plural forms in CLDR order (``one`` before ``other``)."""
     # PostgreSQL's jsonb forgets the order keys were written in.
     order = {category: index for index, category in enumerate(PLURAL_CATEGORIES)}
 
@@ -163,7 +168,128 @@ def translations_export(*, bot_id: int) -> TranslationsExport:
     )
     for locale, key, forms in rows:
         plain = set(forms) == {PLURAL_OTHER}
-        text = forms[PLURAL_OTHER] if plain else _forms_ordered(forms)
+        text = forms[PLURAL_OTHER] if plain else forms_ordered(forms)
         exported.setdefault(locale, {})[key] = text
 
     return exported
+
+
+class CellState(StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    # The source locale's text changed after this translation last did.
+    OUTDATED = "outdated"
+
+
+@dataclass(frozen=True)
+class TranslationCell:
+    """One key in one locale; ``forms`` is None when there is no text.
+
+    A missing text that a built-in text stands in for is ``ok`` with
+    ``is_builtin``.
+    """
+
+    locale: str
+    forms: dict[str, str] | None
+    state: CellState
+    is_builtin: bool = False
+
+    @property
+    def is_plain(self) -> bool:
+        return self.forms is not None and set(self.forms) == {PLURAL_OTHER}
+
+
+@dataclass(frozen=True)
+class TranslationGridRow:
+    key: str
+    cells: list[TranslationCell]
+    is_used: bool
+
+    @property
+    def has_problems(self) -> bool:
+        return any(cell.state != CellState.OK for cell in self.cells)
+
+
+@dataclass(frozen=True)
+class TranslationGrid:
+    """A bot's translations as a table: a row per key, a column per locale.
+
+    ``counts`` holds, per locale, how many cells are in each state, over
+    every row (also those a filter left out).
+    """
+
+    source_locale: str
+    locales: list[str]
+    rows: list[TranslationGridRow]
+    counts: dict[str, dict[CellState, int]]
+
+
+def _cell_state(
+    changed_at: datetime | None, source_changed_at: datetime | None, *, is_source: bool
+) -> CellState:
+    if changed_at is None:
+        return CellState.MISSING
+    if is_source or source_changed_at is None:
+        return CellState.OK
+
+    return CellState.OUTDATED if source_changed_at > changed_at else CellState.OK
+
+
+def translation_grid_get(
+    *,
+    bot_id: int,
+    source_locale: str,
+    locales: Sequence[str] = (),
+    keys: Iterable[str] = (),
+    builtin: Callable[[str, str], bool] | None = None,
+    only_problems: bool = False,
+) -> TranslationGrid:
+    """Return the bot's translations as a table with each cell's state.
+
+    Columns are ``source_locale``, then ``locales``, then any other locale
+    the bot has texts in (sorted). Rows are the keys any locale has, plus
+    ``keys`` (those the spec uses), sorted. A cell is ``missing`` without a
+    text (unless ``builtin(key, locale)`` tells a built-in text stands in),
+    ``outdated`` when the source locale's text changed after it, else
+    ``ok``. ``only_problems`` keeps the rows with a missing or outdated
+    cell. One query; nothing is raised beyond database errors.
+    """
+    stored: dict[tuple[str, str], tuple[dict[str, str], datetime]] = {}
+    rows = Translation.objects.filter(bot_id=bot_id).values_list(
+        "locale", "key", "forms", "text_changed_at"
+    )
+    for locale, key, forms, changed_at in rows:
+        stored[(locale, key)] = (forms_ordered(forms), changed_at)
+
+    columns = list(dict.fromkeys([source_locale, *locales]))
+    columns += sorted({locale for locale, _key in stored} - set(columns))
+    used = set(keys)
+    counts = {locale: dict.fromkeys(CellState, 0) for locale in columns}
+    grid_rows: list[TranslationGridRow] = []
+    for key in sorted(used | {key for _locale, key in stored}):
+        source = stored.get((source_locale, key))
+        cells = []
+        for locale in columns:
+            entry = stored.get((locale, key))
+            forms = entry[0] if entry else None
+            state = _cell_state(
+                entry[1] if entry else None,
+                source[1] if source else None,
+                is_source=locale == source_locale,
+            )
+            is_builtin = (
+                state == CellState.MISSING
+                and builtin is not None
+                and builtin(key, locale)
+            )
+            if is_builtin:
+                state = CellState.OK
+            counts[locale][state] += 1
+            cells.append(TranslationCell(locale, forms, state, is_builtin))
+        row = TranslationGridRow(key=key, cells=cells, is_used=key in used)
+        if row.has_problems or not only_problems:
+            grid_rows.append(row)
+
+    return TranslationGrid(
+        source_locale=source_locale, locales=columns, rows=grid_rows, counts=counts
+    )

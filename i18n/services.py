@@ -2,6 +2,7 @@ import logging
 from collections.abc import Mapping
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from botfactory.errors import ApplicationError
@@ -155,16 +156,21 @@ def translations_import(*, bot_id: int, data: ImportData, replace: bool = False)
             .filter(bot_id=bot_id)
             .values_list("pk", "locale", "key", "forms")
         }
+        now = timezone.now()
         changed = [
-            Translation(bot_id=bot_id, locale=locale, key=key, forms=forms)
+            Translation(
+                bot_id=bot_id, locale=locale, key=key, forms=forms, text_changed_at=now
+            )
             for (locale, key), forms in rows.items()
             if (locale, key) not in existing or existing[(locale, key)][1] != forms
         ]
+        # Only rows whose forms differ are written, so each one's text did
+        # change: text_changed_at moves with it.
         Translation.objects.bulk_create(
             changed,
             update_conflicts=True,
             unique_fields=["bot", "locale", "key"],
-            update_fields=["forms", "updated_at"],
+            update_fields=["forms", "text_changed_at", "updated_at"],
         )
 
         deleted = 0

@@ -19,6 +19,8 @@ KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 # Telegram's limit on the text of one message.
 TEXT_MAX_LENGTH = 4096
 
+UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+
 
 def validate_locale_tag(value: str) -> None:
     """Raise ``ValidationError`` unless ``value`` is a normalized locale tag."""
@@ -62,6 +64,9 @@ def text_problems(text: object) -> list[str]:
             "The text is %(length)s characters long; Telegram allows %(limit)s."
         )
         return [message % {"length": len(text), "limit": TEXT_MAX_LENGTH}]
+    # PostgreSQL's jsonb refuses both, which would fail the write itself.
+    if UNSTORABLE_RE.search(text):
+        return [_("The text holds a NUL character or an unpaired surrogate.")]
 
     return []
 

@@ -1,6 +1,9 @@
-import factory
+from typing import Any
 
-from bots.models import Bot
+import factory
+from django.contrib.auth import get_user_model
+
+from bots.models import Bot, BotAccess
 
 
 class BotFactory(factory.django.DjangoModelFactory[Bot]):
@@ -11,3 +14,23 @@ class BotFactory(factory.django.DjangoModelFactory[Bot]):
     slug = factory.Sequence(lambda n: f"bot-{n}")
     token = factory.Sequence(lambda n: f"{7100000000 + n}:AAH{'x' * 30}{n:05d}")
     default_locale = "en"
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory[Any]):
+    """A member of staff who is not a superuser: bots only through BotAccess."""
+
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"staff-{n}")
+    is_staff = True
+    is_superuser = False
+
+
+class BotAccessFactory(factory.django.DjangoModelFactory[BotAccess]):
+    class Meta:
+        model = BotAccess
+
+    bot = factory.SubFactory(BotFactory)
+    user = factory.SubFactory(StaffUserFactory)
+    level = BotAccess.Level.VIEW

@@ -13,6 +13,7 @@ from botfactory.errors import ApplicationError
 from bots.models import TOKEN_RE, WEBHOOK_SECRET_VALIDATOR, Bot
 from bots.services.specs import bot_reload, spec_differs_from_live, spec_publish
 from bots.services.telegram_setup import bot_webhook_set
+from bots.services.transcripts import transcripts_import
 from bots.sql import sql_provision, sql_schema_apply
 from bots.telegram import TelegramError, telegram_call
 from i18n.selectors import translations_export
@@ -62,15 +63,18 @@ def bot_username_refresh(*, bot: Bot) -> str:
     return username
 
 
-def _demo_files() -> tuple[dict[str, Any], dict[str, Any], str]:
+def _demo_files() -> tuple[dict[str, Any], dict[str, Any], str, list[Any]]:
     spec = json.loads((DEMO_DIR / "spec.json").read_text(encoding="utf-8"))
     translations = json.loads(
         (DEMO_DIR / "translations.json").read_text(encoding="utf-8")
     )
     dialect = "postgresql" if connection.vendor == "postgresql" else "sqlite"
     schema = (DEMO_DIR / f"schema_{dialect}.sql").read_text(encoding="utf-8")
+    transcripts = json.loads(
+        (DEMO_DIR / "transcripts.json").read_text(encoding="utf-8")
+    )
 
-    return spec, translations, schema
+    return spec, translations, schema, transcripts
 
 
 def demo_bot_load(
@@ -80,14 +84,15 @@ def demo_bot_load(
 
     An option given replaces the stored value; one left out keeps it (an
     empty token returns the bot to demo mode). The draft spec, the
-    translations and the SQL setting are reset to the shipped ones. Raises
+    translations, the SQL setting and the conversation tests shipped with
+    it are reset; the tests run before the publish. Raises
     BotConfigError for a malformed token or webhook secret.
     """
     if webhook_secret is not None:
         webhook_secret_check(webhook_secret)
     if token:
         token_check(token)
-    spec, translations, schema = _demo_files()
+    spec, translations, schema, transcripts = _demo_files()
 
     with transaction.atomic():
         bot, _created = Bot.objects.select_for_update().get_or_create(
@@ -104,6 +109,7 @@ def demo_bot_load(
         translations_changed = translations_export(bot_id=bot.pk) != translations
         if translations_changed:
             translations_import(bot_id=bot.pk, data=translations, replace=True)
+        transcripts_import(bot=bot, data=transcripts)
 
     sql_provision(bot=bot)
     sql_schema_apply(bot=bot, statements=schema)
@@ -114,7 +120,15 @@ def demo_bot_load(
             logger.warning("getMe failed for the demo bot: %s", exc.description)
 
     if spec_differs_from_live(bot=bot, source=spec):
-        spec_publish(bot=bot, source=spec, message="Demo spec shipped with BotFactory")
+        # The shipped spec and transcripts pass together (the suite checks
+        # it); replaying them here would only leave order numbers used up
+        # in a fresh demo.
+        spec_publish(
+            bot=bot,
+            source=spec,
+            message="Demo spec shipped with BotFactory",
+            run_transcripts=False,
+        )
     elif translations_changed:
         bot_reload(bot=bot)
 

@@ -27,6 +27,7 @@ from bots.services.llm_requests import (
     llm_request_enqueue,
     llm_requests_record,
 )
+from bots.services.ops import llm_cache_count
 from bots.services.outbox import (
     outbox_messages_build,
     outbox_messages_deliver_locally,
@@ -349,6 +350,8 @@ def llm_answer(*, request_id: int, task_id: str) -> str:
     # The call may take the whole budget and runs outside any transaction.
     _connection_release()
     event, completion = _ask(request=request, action=action)
+    if completion is not None and action.cache_ttl_seconds > 0:
+        llm_cache_count(bot_id=request.bot_id, hit=completion.cached)
     if completion is not None and not completion.cached:
         bot_id = str(request.bot_id)
         LLM_TOKENS.labels(bot_id=bot_id, kind="prompt").inc(completion.prompt_tokens)

@@ -13,6 +13,12 @@ from botfactory.crypto import DecryptionError, secret_is_current, secret_rotate
 from botfactory.errors import ApplicationError
 from botfactory.fields import EncryptedTextField
 from bots.models import TOKEN_RE, Bot, webhook_secret_generate
+from bots.services.audit import (
+    Action,
+    audit_record,
+    secret_fingerprint,
+    token_change_record,
+)
 from bots.services.telegram_setup import bot_webhook_set
 from bots.telegram import TelegramError, TelegramTimeoutError, telegram_call
 
@@ -111,7 +117,9 @@ def _bot_locked(bot: Bot) -> Bot:
     return Bot.objects.select_for_update().get(pk=bot.pk)
 
 
-def bot_token_rotate(*, bot: Bot, token: str, insecure: bool = False) -> str:
+def bot_token_rotate(
+    *, bot: Bot, token: str, insecure: bool = False, actor_label: str = ""
+) -> str:
     """Replace a bot's token after Telegram accepts it; return the webhook URL.
 
     The new token is checked with getMe and the webhook is registered with
@@ -141,9 +149,11 @@ def bot_token_rotate(*, bot: Bot, token: str, insecure: bool = False) -> str:
     candidate.token = token
     url = bot_webhook_set(bot=candidate, insecure=insecure)
 
+    old = bot.token
     bot.token = token
     bot.username = str(me.get("username") or bot.username)
     bot.save(update_fields=["token", "username", "updated_at"])
+    token_change_record(bot=bot, old=old, new=token, actor_label=actor_label)
     logger.info("Token of bot %s rotated.", bot.pk)
 
     return url
@@ -188,7 +198,9 @@ def _webhook_secret_resume(bot: Bot, *, insecure: bool) -> None:
     logger.info("Interrupted webhook secret rotation of bot %s finished.", bot.pk)
 
 
-def bot_webhook_secret_rotate(*, bot: Bot, insecure: bool = False) -> str:
+def bot_webhook_secret_rotate(
+    *, bot: Bot, insecure: bool = False, actor_label: str = ""
+) -> str:
     """Give a bot a new webhook secret without refusing a delivery.
 
     The old secret stays accepted as the previous one until Telegram
@@ -216,6 +228,16 @@ def bot_webhook_secret_rotate(*, bot: Bot, insecure: bool = False) -> str:
         raise
 
     _webhook_secret_settle(bot, live=new)
+    audit_record(
+        action=Action.SECRET_CHANGE,
+        bot=bot,
+        actor_label=actor_label,
+        detail={
+            "change": "rotated",
+            "old_fingerprint": secret_fingerprint(old),
+            "new_fingerprint": secret_fingerprint(new),
+        },
+    )
     logger.info("Webhook secret of bot %s rotated.", bot.pk)
 
     return url

@@ -24,6 +24,7 @@ from bots.services.llm_requests import (
     llm_actions_without_requests,
     llm_requests_record,
 )
+from bots.services.local_specs import local_chat_number, local_spec_pin
 from bots.services.outbox import (
     outbox_messages_build,
     outbox_messages_deliver_locally,
@@ -141,7 +142,8 @@ def conversation_spec_run(
     """Run the conversation's spec on ``event`` and return the actions.
 
     The caller holds the conversation's row lock. Follows the live spec
-    version from the start node, negotiates the locale, runs the executor
+    version from the start node (a studio "Try it" chat runs the version or
+    draft it is for instead), negotiates the locale, runs the executor
     and any SQL node it asks for, and saves the new state, the locale and
     the update id on ``conversation``. Raises DatabaseError subclasses when
     the database fails.
@@ -154,9 +156,12 @@ def conversation_spec_run(
         if conversation.state
         else ConversationState.initial()
     )
+    pin = local_spec_pin(bot=bot, chat_id=conversation.chat_id)
+    if pin is not None:
+        conversation.spec_version_id, spec = pin
     # A conversation follows the live version only from its start node, so
     # a publish never changes the rules of a wizard in progress.
-    if (
+    elif (
         live_id is not None
         and (spec is None or version_id != live_id)
         and (spec is None or state.is_at_start(spec))
@@ -253,7 +258,10 @@ def _update_process_once(
                 parsed.ignore_reason or "no event",
             )
             return UpdateResult(outcome="ignored")
-        if bot.live_version_id is None:
+        if (
+            bot.live_version_id is None
+            and local_chat_number(parsed.key.chat_id) is None
+        ):
             _set_outcome(bot=bot, update_id=parsed.update_id, outcome="ignored")
             logger.warning("Update ignored: the bot has no published spec version.")
             return UpdateResult(outcome="ignored")

@@ -2,6 +2,7 @@ from django.contrib.admin import AdminSite
 from django.urls import NoReverseMatch, URLPattern, reverse
 
 from bots.studio import (
+    check,
     diagram,
     ops,
     transcripts,
@@ -11,7 +12,7 @@ from bots.studio import (
     versions,
 )
 
-PAGES = [diagram, try_it, versions, transcripts, translations, ops, transfer]
+PAGES = [check, diagram, try_it, versions, transcripts, translations, ops, transfer]
 
 # The links shown on a bot's change form: (label, URL name under admin:).
 LINKS = [

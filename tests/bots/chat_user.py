@@ -121,6 +121,8 @@ class ChatUser:
             call
             for call in calls[self._seen :]
             if str(call["params"].get("chat_id", self.chat_id)) == str(self.chat_id)
+            # A publish sets the whole bot's command list, no chat's.
+            and call["method"] != "setMyCommands"
         ]
         self._seen = len(calls)
 

@@ -323,7 +323,8 @@ def test_translation_with_a_wrong_plural_category_is_refused_inline(
     )
 
     assert response.status_code == 200
-    [formset] = response.context["inline_admin_formsets"]
+    # The translations inline, then the staff access inline.
+    formset, _access = response.context["inline_admin_formsets"]
     assert formset.formset.errors == [
         {"forms": ["few: Not a plural category of this locale; use one, other."]}
     ]

@@ -71,7 +71,7 @@ def _token_client(user: AbstractUser) -> APIClient:
 @pytest.fixture
 def staff_user(db: None) -> AbstractUser:
     user: AbstractUser = get_user_model().objects.create_user(
-        username="editor", password=None, is_staff=True
+        username="editor", password=None, is_staff=True, is_superuser=True
     )
 
     return user

@@ -278,7 +278,9 @@ def test_the_demo_spec_with_mutated_fields_is_accepted_or_refused_with_paths(
 
 @pytest.fixture
 def staff_api(db: None) -> APIClient:
-    user = get_user_model().objects.create_user(username="editor", is_staff=True)
+    user = get_user_model().objects.create_user(
+        username="editor", is_staff=True, is_superuser=True
+    )
     client = APIClient(raise_request_exception=False)
     client.force_authenticate(user)
 

@@ -467,7 +467,7 @@ def test_no_api_endpoint_or_admin_page_answers_with_a_secret(
     previous = "previous-rotation_secret-0123456789"
     Bot.objects.filter(pk=demo_bot.pk).update(webhook_secret_previous=previous)
     staff = get_user_model().objects.create_user(
-        username="api-editor", password=None, is_staff=True
+        username="api-editor", password=None, is_staff=True, is_superuser=True
     )
     _instance, key = AuthToken.objects.create(user=staff)
     api = APIClient()

@@ -69,7 +69,7 @@ def _chat_limit_out_of_the_way(settings: Any) -> None:
 @pytest.fixture
 def api(transactional_db: None) -> APIClient:
     user: AbstractUser = get_user_model().objects.create_user(
-        username="privacy-officer", password=None, is_staff=True
+        username="privacy-officer", password=None, is_staff=True, is_superuser=True
     )
 
     return _token_client(user)

@@ -52,7 +52,12 @@ class Command(BaseCommand):
         token = self._token_read(options["token_file"])
 
         try:
-            url = bot_token_rotate(bot=bot, token=token, insecure=options["insecure"])
+            url = bot_token_rotate(
+                bot=bot,
+                token=token,
+                insecure=options["insecure"],
+                actor_label="command:rotate_bot_token",
+            )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         except TelegramError as exc:

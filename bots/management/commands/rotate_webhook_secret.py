@@ -26,7 +26,11 @@ class Command(BaseCommand):
         bot = command_bot_get(options["bot"])
 
         try:
-            url = bot_webhook_secret_rotate(bot=bot, insecure=options["insecure"])
+            url = bot_webhook_secret_rotate(
+                bot=bot,
+                insecure=options["insecure"],
+                actor_label="command:rotate_webhook_secret",
+            )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         except TelegramTimeoutError:
