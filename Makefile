@@ -18,7 +18,7 @@ TEST_ENV = DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	SECRET_KEY=test-only-$$($(PY) -c 'import secrets; print(secrets.token_hex(16))') \
 	FIELD_ENCRYPTION_KEYS=$$($(PY) -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')
 
-.PHONY: run test deps lint fmt lock clean bench-llm bench-webhook
+.PHONY: run test deps lint fmt lock clean bench-llm bench-webhook screenshots studio-vendor
 
 $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,11 +36,15 @@ run: $(VENV)/.installed .env
 
 # System tools that tests drive (psql and redis-cli for the service checks
 # and outage tests, wrk for the webhook benchmark's flow, promtool for the
-# alert rules); installed, never skipped.
+# alert rules, Chromium and an emoji font for the browser tests); installed,
+# never skipped.
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 deps: $(PROMTOOL)
 	@command -v psql >/dev/null && command -v redis-cli >/dev/null && \
-		command -v wrk >/dev/null || \
-		(apt-get update -qq && apt-get install -y -qq postgresql-client redis-tools wrk)
+		command -v wrk >/dev/null && test -x /usr/bin/chromium && \
+		test -f $(EMOJI_FONT) || \
+		(apt-get update -qq && apt-get install -y -qq postgresql-client \
+			redis-tools wrk chromium fonts-noto-color-emoji)
 
 # promtool ships in Debian's prometheus package (2.42); unpacking the .deb
 # gives a standalone binary without installing the server.
@@ -56,6 +60,13 @@ $(PROMTOOL):
 test: $(VENV)/.installed deps
 	@$(TEST_ENV) $(PY) -m tests.services_check
 	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) -q $(TESTS)
+
+# The README's pictures (docs/screenshots/diagram.png and try-it.png), taken
+# by the browser tests of those pages from the demo bot.
+screenshots: $(VENV)/.installed deps
+	$(TEST_ENV) README_SCREENSHOTS=1 $(PY) -m pytest -q \
+		"tests/browser/test_diagram.py::test_diagram_draws_every_node_of_the_demo_bot" \
+		"tests/browser/test_try_it.py::test_menu_and_order_wizard_in_english"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -93,3 +104,16 @@ lock: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) data staticfiles
+
+# The studio's front-end libraries: npm installs the pinned versions from
+# package-lock.json, and their dist files and licences are copied into the
+# static folder, where they are committed (no build step, no CDN).
+STUDIO_FRONTEND := bots/studio/frontend
+STUDIO_VENDOR := bots/static/studio/vendor
+studio-vendor:
+	cd $(STUDIO_FRONTEND) && npm ci --ignore-scripts --no-audit --no-fund
+	rm -rf $(STUDIO_VENDOR)/jsoneditor && mkdir -p $(STUDIO_VENDOR)/jsoneditor/img
+	cd $(STUDIO_FRONTEND)/node_modules/jsoneditor && cp LICENSE NOTICE \
+		dist/jsoneditor.min.js dist/jsoneditor.min.css $(CURDIR)/$(STUDIO_VENDOR)/jsoneditor/
+	cp $(STUDIO_FRONTEND)/node_modules/jsoneditor/dist/img/jsoneditor-icons.svg \
+		$(STUDIO_VENDOR)/jsoneditor/img/
