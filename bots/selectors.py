@@ -3,6 +3,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from botfactory import rows
 from botfactory.metrics import CACHE_REQUESTS
 from bots.models import Bot, SpecVersion
 from dsl import Spec, spec_validate
@@ -21,6 +22,17 @@ def bot_get(*, bot_ref: str | int) -> Bot | None:
         return Bot.objects.filter(pk=int(text)).first()
 
     return Bot.objects.filter(slug=text).first()
+
+
+def bot_get_by_id(*, bot_id: int) -> Bot | None:
+    """Return a bot by primary key, or None: the webhook's first statement."""
+    found = rows.row_fetch(
+        Bot,
+        f"SELECT {rows.columns(Bot)} FROM {rows.table(Bot)} WHERE id = %s",
+        [bot_id],
+    )
+
+    return found[0] if found is not None else None
 
 
 def spec_get(*, version: SpecVersion) -> Spec:
