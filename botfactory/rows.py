@@ -28,6 +28,11 @@ class _Shape:
 _shapes: dict[type[models.Model], _Shape] = {}
 
 
+def _quoted(field: "models.Field[Any, Any]") -> str:
+    assert field.column is not None
+    return _quoted(field)
+
+
 def _shape(model: type[models.Model]) -> _Shape:
     shape = _shapes.get(model)
     if shape is not None:
@@ -45,9 +50,7 @@ def _shape(model: type[models.Model]) -> _Shape:
             converters.append((index, tuple(found)))
     shape = _Shape(
         table=table,
-        columns=", ".join(
-            f"{table}.{connection.ops.quote_name(field.column)}" for field in fields
-        ),
+        columns=", ".join(f"{table}.{_quoted(field)}" for field in fields),
         names=tuple(field.attname for field in fields),
         converters=tuple(converters),
         fields=fields,
@@ -108,7 +111,7 @@ def rows_insert(objects: Sequence[models.Model]) -> None:
     pk = model._meta.pk
     assert pk is not None
     fields = [field for field in shape.fields if field is not pk]
-    names = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    names = ", ".join(_quoted(field) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     params: list[Any] = []
     for obj in objects:
@@ -118,7 +121,7 @@ def rows_insert(objects: Sequence[models.Model]) -> None:
     sql = (
         f"INSERT INTO {shape.table} ({names}) VALUES "
         + ", ".join([row] * len(objects))
-        + f" RETURNING {connection.ops.quote_name(pk.column)}"
+        + f" RETURNING {_quoted(pk)}"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -139,7 +142,7 @@ def _assignments(
     for name, value in values.items():
         field = meta.get_field(name)
         assert isinstance(field, models.Field)
-        assignments.append(f"{connection.ops.quote_name(field.column)} = %s")
+        assignments.append(f"{_quoted(field)} = %s")
         params.append(field.get_db_prep_save(value, connection))
 
     return ", ".join(assignments), params
@@ -157,7 +160,7 @@ def row_update(obj: models.Model, names: Sequence[str]) -> int:
         values[name] = field.pre_save(obj, add=False)
 
     assert obj._meta.pk is not None
-    where = f"{connection.ops.quote_name(obj._meta.pk.column)} = %s"
+    where = f"{_quoted(obj._meta.pk)} = %s"
 
     return rows_update(type(obj), values, where, [obj.pk])
 
