@@ -30,7 +30,7 @@ _shapes: dict[type[models.Model], _Shape] = {}
 
 def _quoted(field: "models.Field[Any, Any]") -> str:
     assert field.column is not None
-    return _quoted(field)
+    return connection.ops.quote_name(field.column)
 
 
 def _shape(model: type[models.Model]) -> _Shape:
