@@ -341,6 +341,10 @@ TELEGRAM_TIMEOUT_SECONDS = env_float("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
 # How long a send may stay in flight before another worker may retry it.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0, minimum=1.0)
+# Distinct parsed specs each process keeps (about 25 KB each for a spec of
+# the demo's size); bots whose specs are identical share one. Set it above
+# the number of distinct live specs, or busy bots re-parse theirs.
+SPEC_CACHE_SIZE = env_int("SPEC_CACHE_SIZE", 1024, minimum=1)
 # Telegram's sending limits per bot token (bots/services/send_limits.py): a
 # bucket of 3 messages per chat refilling at 1 a second, 20 in any minute
 # per group, 30 in any second per bot.

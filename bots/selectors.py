@@ -1,16 +1,24 @@
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
+
+from botfactory import rows
 from botfactory.metrics import CACHE_REQUESTS
 from bots.models import Bot, SpecVersion
 from dsl import Spec, spec_validate
 
-# Parsed specs per version; versions are immutable, so entries never go
-# stale and the cache only needs a bound.
-_SPEC_CACHE_SIZE = 512
-_spec_cache: "OrderedDict[int, Spec]" = OrderedDict()
+# Parsed specs, kept once per distinct content (bots copied from one
+# template share theirs), and which content each version holds. Versions
+# are immutable, so entries never go stale and only need a bound: a
+# demo-sized spec takes about 25 KB parsed, a version entry a few bytes.
+_VERSIONS_CACHED = 16384
+_spec_by_content: "OrderedDict[str, Spec]" = OrderedDict()
+_content_by_version: "OrderedDict[int, str]" = OrderedDict()
 _spec_lock = threading.Lock()
 
 
@@ -21,6 +29,17 @@ def bot_get(*, bot_ref: str | int) -> Bot | None:
         return Bot.objects.filter(pk=int(text)).first()
 
     return Bot.objects.filter(slug=text).first()
+
+
+def bot_get_by_id(*, bot_id: int) -> Bot | None:
+    """Return a bot by primary key, or None: the webhook's first statement."""
+    found = rows.row_fetch(
+        Bot,
+        f"SELECT {rows.columns(Bot)} FROM {rows.table(Bot)} WHERE id = %s",
+        [bot_id],
+    )
+
+    return found[0] if found is not None else None
 
 
 def spec_get(*, version: SpecVersion) -> Spec:
@@ -37,22 +56,35 @@ def spec_get_by_id(
     makes no query and decodes no JSON.
     """
     with _spec_lock:
-        spec = _spec_cache.get(version_id)
+        digest = _content_by_version.get(version_id)
+        spec = _spec_by_content.get(digest) if digest is not None else None
         if spec is not None:
-            _spec_cache.move_to_end(version_id)
+            _content_by_version.move_to_end(version_id)
+            _spec_by_content.move_to_end(digest)  # type: ignore[arg-type]
             CACHE_REQUESTS.labels(cache="spec", result="hit").inc()
             return spec
 
     CACHE_REQUESTS.labels(cache="spec", result="miss").inc()
     if source is None:
-        row = SpecVersion.objects.values_list("source", flat=True).get(pk=version_id)
-        spec = spec_validate(row)
+        raw = SpecVersion.objects.values_list("source", flat=True).get(pk=version_id)
     else:
-        spec = spec_validate(source())
+        raw = source()
+    digest = hashlib.sha256(
+        json.dumps(raw, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
     with _spec_lock:
-        _spec_cache[version_id] = spec
-        while len(_spec_cache) > _SPEC_CACHE_SIZE:
-            _spec_cache.popitem(last=False)
+        spec = _spec_by_content.get(digest)
+    if spec is None:
+        spec = spec_validate(raw)
+    with _spec_lock:
+        _spec_by_content[digest] = spec
+        _spec_by_content.move_to_end(digest)
+        _content_by_version[version_id] = digest
+        _content_by_version.move_to_end(version_id)
+        while len(_spec_by_content) > settings.SPEC_CACHE_SIZE:
+            _spec_by_content.popitem(last=False)
+        while len(_content_by_version) > _VERSIONS_CACHED:
+            _content_by_version.popitem(last=False)
 
     return spec
 

@@ -19,6 +19,7 @@ from botfactory.context import context_bind
 from botfactory.errors import json_error
 from bots.models import Bot
 from bots.observability import webhook_observed
+from bots.selectors import bot_get_by_id
 from bots.services.outbox import outbox_sweep_if_due
 from bots.services.updates import update_process
 
@@ -129,7 +130,7 @@ def telegram_webhook(request: HttpRequest, bot_id: int) -> JsonResponse:
         return response
 
     context_bind(bot_id=bot_id)
-    bot = Bot.objects.filter(pk=bot_id).first()
+    bot = bot_get_by_id(bot_id=bot_id)
     if bot is None:
         return json_error("No such bot.", code="bot_not_found", status=404)
     if not _secret_matches(request, bot):

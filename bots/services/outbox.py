@@ -17,10 +17,12 @@ from functools import partial, update_wrapper
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from botfactory import rows
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
 from bots.observability import telegram_send_call
 from bots.services.send_limits import send_limits_admit, send_limits_pause
@@ -47,6 +49,9 @@ _MAX_BACKOFF_SECONDS = 300
 _CANT_PARSE = "can't parse entities"
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _DRAIN_BATCH = 50
+# How long a queued send task stands for its chat: past it, a new row
+# enqueues another task even if the first never ran (its message was lost).
+_QUEUED_MARK_SECONDS = 10
 
 
 def _send_params(
@@ -175,56 +180,101 @@ def _enqueue(bot_id: int, chat_id: int, countdown: float = 0.0) -> None:
     outbox_send_task.apply_async((bot_id, chat_id), countdown=countdown)
 
 
+def _queued_key(bot_id: int, chat_id: int) -> str:
+    return f"outbox:queued:{bot_id}:{chat_id}"
+
+
+def _enqueue_unless_queued(bot_id: int, chat_id: int) -> None:
+    # A send task already waiting for this chat will find the new rows: it
+    # forgets the mark before it reads the outbox, and the rows were
+    # committed before the mark was looked at. A lost task delays the chat
+    # only until the mark expires or the sweep runs.
+    key = _queued_key(bot_id, chat_id)
+    try:
+        fresh = caches["default"].add(key, 1, timeout=_QUEUED_MARK_SECONDS)
+    except Exception:
+        fresh = True
+    if not fresh:
+        return
+
+    try:
+        _enqueue(bot_id, chat_id)
+    except Exception:
+        _queued_forget(bot_id, chat_id)
+        raise
+
+
+def _queued_forget(bot_id: int, chat_id: int) -> None:
+    try:
+        caches["default"].delete(_queued_key(bot_id, chat_id))
+    except Exception:
+        logger.warning("Could not clear the send mark of a chat of bot %s.", bot_id)
+
+
 def outbox_schedule(*, bot_id: int, chat_ids: set[int]) -> None:
     """Enqueue the send task for each chat once the transaction commits.
 
-    A broker failure after the commit is logged, not raised: the rows are
+    A chat that already has a send task waiting gets no second one. A
+    broker failure after the commit is logged, not raised: the rows are
     durable and the periodic sweep sends them.
     """
     for chat_id in sorted(chat_ids):
         # Django names a failed robust hook by its __qualname__, which a bare
         # partial lacks: that AttributeError turned a broker outage into a 500.
-        enqueue = update_wrapper(partial(_enqueue, bot_id, chat_id), _enqueue)
+        enqueue = update_wrapper(
+            partial(_enqueue_unless_queued, bot_id, chat_id), _enqueue_unless_queued
+        )
         transaction.on_commit(enqueue, robust=True)
+
+
+def _claim_sql() -> str:
+    table = rows.table(OutboundMessage)
+    # The chat's oldest open row is locked and, unless it must still wait,
+    # leased, in one statement: a row in flight under another worker's
+    # lease, or one not yet due, leaves nothing to claim. Rows of one chat
+    # go in order, so only the head can ever be claimed.
+    return (
+        f"UPDATE {table} SET status = %s, attempts = attempts + 1,"
+        " lease_until = %s"
+        " WHERE id = ("
+        f"SELECT id FROM {table} WHERE bot_id = %s AND chat_id = %s"
+        " AND status IN (%s, %s) ORDER BY id LIMIT 1 FOR UPDATE)"
+        " AND (status = %s OR lease_until IS NULL OR lease_until <= %s)"
+        " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
+        f" RETURNING {rows.columns(OutboundMessage)}"
+    )
 
 
 def _claim_head(*, bot_id: int, chat_id: int) -> OutboundMessage | None:
     now = timezone.now()
-    with transaction.atomic():
-        head = (
-            OutboundMessage.objects.select_for_update()
-            .filter(
-                bot_id=bot_id,
-                chat_id=chat_id,
-                status__in=[Status.PENDING, Status.IN_FLIGHT],
-            )
-            .order_by("id")
-            .first()
-        )
-        if head is None:
-            return None
-        if (
-            head.status == Status.IN_FLIGHT
-            and head.lease_until
-            and head.lease_until > now
-        ):
-            return None
-        if head.next_attempt_at and head.next_attempt_at > now:
-            return None
+    lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
+    found = rows.row_fetch(
+        OutboundMessage,
+        _claim_sql(),
+        [
+            Status.IN_FLIGHT,
+            lease,
+            bot_id,
+            chat_id,
+            Status.PENDING,
+            Status.IN_FLIGHT,
+            Status.PENDING,
+            now,
+            now,
+        ],
+    )
 
-        head.status = Status.IN_FLIGHT
-        head.attempts += 1
-        head.lease_until = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
-        head.save(update_fields=["status", "attempts", "lease_until"])
-
-    return head
+    return found[0] if found is not None else None
 
 
 def _finish(message: OutboundMessage, *, status: str, **fields: Any) -> bool:
     """Record the outcome unless another worker took the row over meanwhile."""
-    updated = OutboundMessage.objects.filter(
-        pk=message.pk, status=Status.IN_FLIGHT, attempts=message.attempts
-    ).update(status=status, lease_until=None, **fields)
+    updated = rows.rows_update(
+        OutboundMessage,
+        {"status": status, "lease_until": None, **fields},
+        "id = %s AND status = %s AND attempts = %s",
+        [message.pk, Status.IN_FLIGHT, message.attempts],
+    )
 
     return updated == 1
 
@@ -447,11 +497,19 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
     or another worker holding it); that wait is scheduled. A chat that
     blocked the bot gets nothing: its open rows are failed unsent.
     """
-    bot = Bot.objects.filter(pk=bot_id).first()
-    if bot is None:
+    found = rows.row_fetch(
+        Bot,
+        f"SELECT {rows.columns(Bot)}, EXISTS (SELECT 1 FROM"
+        f" {rows.table(BlockedChat)} WHERE bot_id = %s AND chat_id = %s)"
+        f" FROM {rows.table(Bot)} WHERE id = %s",
+        [bot_id, chat_id, bot_id],
+    )
+    if found is None:
         return 0
 
-    if BlockedChat.objects.filter(bot_id=bot_id, chat_id=chat_id).exists():
+    _queued_forget(bot_id, chat_id)
+    bot, (blocked,) = found
+    if blocked:
         _blocked_chat_close(bot_id=bot_id, chat_id=chat_id)
         return 0
 

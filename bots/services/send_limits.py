@@ -106,6 +106,7 @@ return redis.call('PTTL', KEYS[1])
 """
 
 _local_lock = threading.Lock()
+_scripts: dict[tuple[int, str], Any] = {}
 _fallback_cache: BaseCache | None = None
 _redis_down_until = 0.0
 
@@ -165,7 +166,11 @@ def _script(source: str, names: tuple[str, ...], args: list[Any]) -> int | None:
     keys = [str(cache.make_key(name)) if name else "" for name in names]
     try:
         client = cast(redis.Redis, get_redis_connection("default"))
-        return int(client.register_script(source)(keys=keys, args=args))
+        script = _scripts.get((id(client), source))
+        if script is None:
+            # A script object hashes its source once and runs it by hash.
+            script = _scripts[(id(client), source)] = client.register_script(source)
+        return int(script(keys=keys, args=args))
     except redis.RedisError as exc:
         _redis_failed(exc)
         return None

@@ -16,6 +16,7 @@ from typing import Any, cast
 from django.db import connection, transaction
 from django.utils import timezone
 
+from botfactory import rows
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage, ProcessedUpdate
 from bots.observability import executor_step_timed, update_outcome_record
 from bots.selectors import spec_get_by_id
@@ -51,6 +52,14 @@ logger = logging.getLogger(__name__)
 # A spec cannot chain more SQL nodes than this for one update; the linter
 # forbids cycles, this stops a pathological spec anyway.
 _MAX_SQL_ROUNDS = 20
+# What running a spec changes on a conversation (an idle reset included).
+_CONVERSATION_SAVED = (
+    "spec_version",
+    "state",
+    "locale",
+    "last_update_id",
+    "updated_at",
+)
 
 
 @dataclass(frozen=True)
@@ -78,35 +87,30 @@ def _set_outcome(*, bot: Bot, update_id: int, outcome: str) -> None:
 
 def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
     assert parsed.key is not None
-    key = {
-        "bot": bot,
-        "chat_id": parsed.key.chat_id,
-        "thread_id": parsed.key.thread_id,
-        "user_id": parsed.key.user_id,
-    }
-    conversation = Conversation.objects.select_for_update().filter(**key).first()
-    if conversation is not None:
-        return conversation
+    key = [bot.pk, parsed.key.chat_id, parsed.key.thread_id, parsed.key.user_id]
+    table = rows.table(Conversation)
+    select = (
+        f"SELECT {rows.columns(Conversation)} FROM {table} WHERE bot_id = %s"
+        " AND chat_id = %s AND thread_id = %s AND user_id = %s FOR UPDATE"
+    )
+    found = rows.row_fetch(Conversation, select, key)
+    if found is not None:
+        return found[0]
 
-    table = Conversation._meta.db_table
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {table} (bot_id, chat_id, thread_id, user_id, state, locale, "
             "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, '', %s, %s) "
             "ON CONFLICT (bot_id, chat_id, thread_id, user_id) DO NOTHING",
-            [
-                bot.pk,
-                parsed.key.chat_id,
-                parsed.key.thread_id,
-                parsed.key.user_id,
-                "{}",
-                now,
-                now,
-            ],
+            [*key, "{}", now, now],
         )
+    # A concurrent first update of the same chat may have inserted it first;
+    # either way the row exists now, and this waits for its lock.
+    found = rows.row_fetch(Conversation, select, key)
+    assert found is not None
 
-    return Conversation.objects.select_for_update().get(**key)
+    return found[0]
 
 
 def _membership_apply(*, bot: Bot, parsed: ParsedUpdate) -> None:
@@ -217,7 +221,7 @@ def conversation_spec_run(
     conversation.state = state.model_dump(mode="json")
     conversation.locale = locale
     conversation.last_update_id = parsed.update_id
-    conversation.save()
+    rows.row_update(conversation, _CONVERSATION_SAVED)
 
     return actions
 
@@ -279,7 +283,7 @@ def _update_process_once(
         )
         if local:
             outbox_messages_deliver_locally(bot=bot, messages=messages)
-        OutboundMessage.objects.bulk_create(messages)
+        rows.rows_insert(messages)
         messages += llm_requests_record(
             bot=bot,
             conversation=conversation,
