@@ -90,9 +90,13 @@ def spec_get_by_id(
 
 
 def spec_cache_forget(*, version_id: int) -> None:
-    """Drop one version from this process's cache (a version rolled back)."""
+    """Drop one version from this process's cache (a version rolled back).
+
+    Its parsed content stays while other versions share it; it ages out of
+    the bounded cache otherwise.
+    """
     with _spec_lock:
-        _spec_cache.pop(version_id, None)
+        _content_by_version.pop(version_id, None)
 
 
 def spec_version_get_live(*, bot: Bot) -> SpecVersion | None:
