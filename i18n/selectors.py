@@ -1,3 +1,5 @@
+import hashlib
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -25,12 +27,29 @@ class _CachedTable(NamedTuple):
 
 
 class _TableCache:
-    """A thread-safe LRU of one table per bot, tagged with its revision."""
+    """A thread-safe LRU of one table per bot, tagged with its revision.
+
+    Bots with identical tables (copies of one template) share one table
+    object, so a large catalogue of such bots costs one table's memory.
+    Tables are never changed once cached.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._entries: OrderedDict[int, _CachedTable] = OrderedDict()
+        self._shared: OrderedDict[str, TranslationTableDict] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _shared_copy(self, table: TranslationTableDict) -> TranslationTableDict:
+        digest = hashlib.sha256(
+            json.dumps(table, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
+        shared = self._shared.setdefault(digest, table)
+        self._shared.move_to_end(digest)
+        while len(self._shared) > self._size:
+            self._shared.popitem(last=False)
+
+        return shared
 
     def get(self, bot_id: int, revision: int) -> TranslationTableDict | None:
         with self._lock:
@@ -48,7 +67,7 @@ class _TableCache:
             entry = self._entries.get(bot_id)
             if entry is not None and entry.revision > revision:
                 return
-            self._entries[bot_id] = _CachedTable(revision, table)
+            self._entries[bot_id] = _CachedTable(revision, self._shared_copy(table))
             self._entries.move_to_end(bot_id)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)

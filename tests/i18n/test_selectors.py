@@ -303,3 +303,30 @@ def test_translator_get_sees_a_new_revision_in_every_process(
     assert warm == [{"pattern": "Hello", "queries": 1}] * 2
     assert stale == [{"pattern": "Hello", "queries": 0}] * 2
     assert fresh == [{"pattern": "Hi", "queries": 1}] * 2
+
+
+def test_bots_with_identical_tables_share_one_cached_table(
+    bot: Bot, other_bot: Bot
+) -> None:
+    from i18n import selectors
+
+    translations_import(bot_id=bot.pk, data=DATA)
+    translations_import(bot_id=other_bot.pk, data=DATA)
+
+    for each in (bot, other_bot):
+        translator_get(
+            bot_id=each.pk, revision=50_000, locale="en", default_locale="en"
+        )
+    first = selectors._tables.get(bot.pk, 50_000)
+    second = selectors._tables.get(other_bot.pk, 50_000)
+
+    assert first is not None and first is second
+    # A change to one bot gives it its own table again, the other keeps it.
+    translation_set(bot_id=other_bot.pk, locale="en", key="greeting", forms="Hey")
+    translator_get(
+        bot_id=other_bot.pk, revision=50_001, locale="en", default_locale="en"
+    )
+    changed = selectors._tables.get(other_bot.pk, 50_001)
+    assert changed is not None and changed is not first
+    assert changed["en"]["greeting"] == {"other": "Hey"}
+    assert selectors._tables.get(bot.pk, 50_000) is first
