@@ -71,6 +71,12 @@ def _instance(model: type[M], shape: _Shape, row: Sequence[Any]) -> M:
     return model.from_db(connection.alias, shape.names, values)
 
 
+def for_update() -> str:
+    """`` FOR UPDATE`` where the database locks rows so (not SQLite, which
+    locks the whole database for a write transaction)."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
 def columns(model: type[models.Model]) -> str:
     """The model's columns, qualified by its table, for a SELECT list."""
     return _shape(model).columns

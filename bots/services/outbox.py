@@ -238,7 +238,7 @@ def _claim_sql() -> str:
         " lease_until = %s"
         " WHERE id = ("
         f"SELECT id FROM {table} WHERE bot_id = %s AND chat_id = %s"
-        " AND status IN (%s, %s) ORDER BY id LIMIT 1 FOR UPDATE)"
+        f" AND status IN (%s, %s) ORDER BY id LIMIT 1{rows.for_update()})"
         " AND (status = %s OR lease_until IS NULL OR lease_until <= %s)"
         " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
         f" RETURNING {rows.columns(OutboundMessage)}"

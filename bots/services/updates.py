@@ -91,7 +91,7 @@ def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
     table = rows.table(Conversation)
     select = (
         f"SELECT {rows.columns(Conversation)} FROM {table} WHERE bot_id = %s"
-        " AND chat_id = %s AND thread_id = %s AND user_id = %s FOR UPDATE"
+        " AND chat_id = %s AND thread_id = %s AND user_id = %s" + rows.for_update()
     )
     found = rows.row_fetch(Conversation, select, key)
     if found is not None:

@@ -496,7 +496,8 @@ def test_redis_restarted_empty_loses_queued_tasks_and_the_sweeps_send_every_repl
 
     # then the tasks were lost with Redis, yet the sweeps sent every reply
     # once and the question was answered once
-    assert queued["bots.outbox_send"] >= CHATS * HEALTHY_UPDATES
+    # (at least one per chat: a chat with a send task waiting gets no second)
+    assert queued["bots.outbox_send"] >= CHATS
     assert queued["bots.llm_answer"] == 1
     # (beat may have published a sweep into the new Redis already)
     assert after["bots.outbox_send"] == after["bots.llm_answer"] == 0
