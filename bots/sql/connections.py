@@ -32,12 +32,21 @@ class ConnectionCache(Generic[C]):
     """Idle connections by key; a connection is used by one thread at a time.
 
     A taken connection belongs to its caller until it gives it back (or
-    closes it); at most ``idle_max`` wait per key, none longer than
+    closes it); at most ``idle_max`` wait per key and ``idle_total_max`` in
+    all (the least recently used go first: a catalogue of many bots must
+    not hold a connection per bot in every process), none longer than
     ``idle_seconds``.
     """
 
-    def __init__(self, *, idle_max: int = 2, idle_seconds: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        idle_max: int = 2,
+        idle_total_max: int = 4,
+        idle_seconds: float = 300.0,
+    ) -> None:
         self._idle_max = idle_max
+        self._idle_total_max = idle_total_max
         self._idle_seconds = idle_seconds
         self._lock = threading.Lock()
         self._idle: dict[Hashable, list[_Idle[C]]] = {}
@@ -90,8 +99,28 @@ class ConnectionCache(Generic[C]):
             )
             if keep:
                 entries.append(_Idle(connection, time.monotonic()))
+            surplus = self._surplus_pop()
         if not keep:
             connection.close()
+        for extra in surplus:
+            extra.close()
+
+    def _surplus_pop(self) -> list[C]:
+        idle = sorted(
+            (
+                (entry.since, key, entry)
+                for key, group in self._idle.items()
+                for entry in group
+            ),
+            key=lambda item: item[0],
+        )
+        surplus = idle[: max(len(idle) - self._idle_total_max, 0)]
+        for _since, key, entry in surplus:
+            self._idle[key].remove(entry)
+            if not self._idle[key]:
+                del self._idle[key]
+
+        return [entry.connection for _since, _key, entry in surplus]
 
     def close_key(self, key: Hashable) -> None:
         """Close the idle connections of one key."""

@@ -34,6 +34,21 @@ def test_idle_connections_beyond_the_limit_are_closed() -> None:
     assert (kept.closed, extra.closed) == (False, True)
 
 
+def test_many_bots_keep_no_more_idle_connections_than_the_total() -> None:
+    # A catalogue of many bots would otherwise hold a connection per bot in
+    # every process, past what the database server allows.
+    cache: ConnectionCache[FakeConnection] = ConnectionCache(idle_total_max=2)
+    connections = [FakeConnection() for _ in range(4)]
+
+    for number, connection in enumerate(connections):
+        cache.give(f"bot-{number}", connection, 0)
+
+    # the least recently given back were closed
+    assert [c.closed for c in connections] == [True, True, False, False]
+    assert cache.take("bot-0")[0] is None
+    assert cache.take("bot-3")[0] is connections[3]
+
+
 def test_connections_idle_too_long_are_closed() -> None:
     cache: ConnectionCache[FakeConnection] = ConnectionCache(idle_seconds=0.0)
     stale = FakeConnection()
