@@ -11,23 +11,12 @@ from rest_framework.test import APIClient
 from bots.models import AuditEntry, Bot, BotAccess, SpecVersion
 from bots.services.access import bots_for_user
 from bots.services.specs import spec_publish
+from tests.bots.test_admin import SMALL_SPEC as SPEC
 from tests.factories import BotAccessFactory, BotFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
 Level = BotAccess.Level
-SPEC: dict[str, Any] = {
-    "start": "main",
-    "default_locale": "en",
-    "locales": ["en"],
-    "nodes": {
-        "main": {
-            "type": "menu.v1",
-            "text": "main.text",
-            "rows": [[{"label": "main.again", "goto": "main"}]],
-        }
-    },
-}
 
 
 def _login(user: Any) -> Client:

@@ -14,6 +14,7 @@ from jsonschema import Draft202012Validator
 
 from bots.models import AuditEntry, Bot, BotAccess, SpecVersion
 from i18n.models import Translation
+from tests.bots.test_admin import SMALL_SPEC as SPEC
 from tests.factories import BotFactory
 
 pytestmark = pytest.mark.django_db
@@ -21,18 +22,6 @@ pytestmark = pytest.mark.django_db
 STATIC = Path(settings.BASE_DIR) / "bots" / "static"
 DEMO_SPEC = Path(settings.BASE_DIR) / "bots" / "demo" / "spec.json"
 NODE_TYPES = ["llm.v1", "menu.v1", "reply_template.v1", "sql_exec.v1", "wizard.v1"]
-SPEC: dict[str, Any] = {
-    "start": "main",
-    "default_locale": "en",
-    "locales": ["en"],
-    "nodes": {
-        "main": {
-            "type": "menu.v1",
-            "text": "main.text",
-            "rows": [[{"label": "main.again", "goto": "main"}]],
-        }
-    },
-}
 
 
 def _spec(**nodes: Any) -> dict[str, Any]:
