@@ -121,7 +121,10 @@ def _report(profile: cProfile.Profile | None, top: int) -> None:
         return
     profile.disable()
     out = io.StringIO()
-    pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(top)
+    stats = pstats.Stats(profile, stream=out).sort_stats("cumulative")
+    stats.print_stats(top)
+    if os.environ.get("BENCH_CALLEES"):
+        stats.print_callees(os.environ["BENCH_CALLEES"])
     print(out.getvalue())
 
 

@@ -25,10 +25,18 @@ def secret_encrypt(plain: str) -> str:
     return _current().encrypt(plain.encode("utf-8")).decode("ascii")
 
 
+# Every webhook call reads its bot's token and webhook secrets; a decryption
+# costs more than the rest of reading the row. Keyed by the keys as well, so
+# a changed key list never serves a value it could not decrypt.
+@lru_cache(maxsize=4096)
+def _decrypted(keys: tuple[str, ...], token: str) -> str:
+    return _fernet(keys).decrypt(token.encode("ascii")).decode("utf-8")
+
+
 def secret_decrypt(token: str) -> str:
     """Decrypt a text with any configured key; raise DecryptionError if none fits."""
     try:
-        return _current().decrypt(token.encode("ascii")).decode("utf-8")
+        return _decrypted(tuple(settings.FIELD_ENCRYPTION_KEYS), token)
     except (InvalidToken, UnicodeError) as exc:
         raise DecryptionError("No configured key decrypts this value.") from exc
 

@@ -7,6 +7,7 @@ fields, JSON, time zones) and skip only the query compiler: the SQL of
 each model is built once per process.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -104,6 +105,25 @@ def row_fetch(
     return _instance(model, shape, row), tuple(row[len(shape.names) :])
 
 
+@functools.lru_cache(maxsize=64)
+def _insert_sql(
+    model: type[models.Model], count: int
+) -> "tuple[tuple[models.Field[Any, Any], ...], str]":
+    pk = model._meta.pk
+    assert pk is not None
+    shape = _shape(model)
+    fields = tuple(field for field in shape.fields if field is not pk)
+    names = ", ".join(_quoted(field) for field in fields)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {shape.table} ({names}) VALUES "
+        + ", ".join([row] * count)
+        + f" RETURNING {_quoted(pk)}"
+    )
+
+    return fields, sql
+
+
 def rows_insert(objects: Sequence[models.Model]) -> None:
     """Insert unsaved instances of one model in one statement; set their pks.
 
@@ -113,22 +133,12 @@ def rows_insert(objects: Sequence[models.Model]) -> None:
         return
 
     model = type(objects[0])
-    shape = _shape(model)
-    pk = model._meta.pk
-    assert pk is not None
-    fields = [field for field in shape.fields if field is not pk]
-    names = ", ".join(_quoted(field) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    fields, sql = _insert_sql(model, len(objects))
     params: list[Any] = []
     for obj in objects:
         for field in fields:
             value = field.pre_save(obj, add=True)
             params.append(field.get_db_prep_save(value, connection))
-    sql = (
-        f"INSERT INTO {shape.table} ({names}) VALUES "
-        + ", ".join([row] * len(objects))
-        + f" RETURNING {_quoted(pk)}"
-    )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = [found[0] for found in cursor.fetchall()]

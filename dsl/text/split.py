@@ -250,6 +250,10 @@ def split_text(
     if limit < 1:
         raise ValueError("limit must be positive")
     text = encodable(text)
+    # Markup, entities and escapes show no more than they take to write, so
+    # text that fits as written fits as shown: most replies stop here.
+    if utf16_length(text) <= limit:
+        return [text]
     tokens = _tokens(text, parse_mode)
     if sum(token.units for token in tokens) <= limit:
         return [text]
