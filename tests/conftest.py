@@ -1,7 +1,15 @@
 import os
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+
+from tests.fakes.control import (
+    FakeTelegramControl,
+    start_fake_telegram_subprocess,
+    stop_fake_telegram_subprocess,
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -62,3 +70,24 @@ def _tasks_run_in_process(request: pytest.FixtureRequest) -> None:
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+
+
+@pytest.fixture(scope="session")
+def fake_telegram_url() -> Iterator[str]:
+    process, url = start_fake_telegram_subprocess()
+    yield url
+    stop_fake_telegram_subprocess(process)
+
+
+@pytest.fixture
+def telegram_api(
+    fake_telegram_url: str, settings: Any
+) -> Iterator[FakeTelegramControl]:
+    """The fake Telegram Bot API, emptied, with the runtime pointed at it."""
+    settings.TELEGRAM_API_URL = fake_telegram_url
+    settings.TELEGRAM_TIMEOUT_SECONDS = 3.0
+    with FakeTelegramControl(fake_telegram_url) as control:
+        control.clear_faults()
+        control.clear_calls()
+        yield control
+        control.clear_faults()

@@ -222,12 +222,23 @@ def deprovision(*, bot: Bot) -> None:
             )
 
 
+def _applied_exists(cursor: Any, applied: sql.Identifier) -> bool:
+    # A bot that was never provisioned (an imported one) has no table.
+    cursor.execute("SELECT to_regclass(%s)", [applied.as_string(connection.connection)])
+    row = cursor.fetchone()
+
+    return row is not None and row[0] is not None
+
+
 def applied_forget(*, bot: Bot, update_id: int, node_id: str) -> None:
     # On the runtime's connection: the bot's role may only add records.
+    applied = sql.Identifier(schema_name(bot.pk), APPLIED_TABLE)
     query = sql.SQL(
         "DELETE FROM {applied} WHERE update_id = %s AND node_id = %s"
-    ).format(applied=sql.Identifier(schema_name(bot.pk), APPLIED_TABLE))
+    ).format(applied=applied)
     with connection.cursor() as cursor:
+        if not _applied_exists(cursor, applied):
+            return
         cursor.execute(query.as_string(connection.connection), [update_id, node_id])
 
 
@@ -239,11 +250,7 @@ def applied_prune(*, bot: Bot, before: datetime.datetime, batch: int) -> int:
     ).format(applied=applied)
     deleted = 0
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT to_regclass(%s)", [applied.as_string(connection.connection)]
-        )
-        row = cursor.fetchone()
-        if row is None or row[0] is None:
+        if not _applied_exists(cursor, applied):
             return 0
         while True:
             with transaction.atomic():

@@ -6,10 +6,10 @@ from django.conf import settings as django_settings
 
 from botfactory.celery import app
 
-# The demo bot and the fake Telegram Bot API, for the end-to-end log check.
-from tests.bots.conftest import demo_bot, fake_telegram_url, telegram_api
+# The demo bot, for the end-to-end log check.
+from tests.bots.conftest import demo_bot
 
-__all__ = ["demo_bot", "fake_telegram_url", "telegram_api"]
+__all__ = ["demo_bot"]
 
 
 @pytest.fixture

@@ -9,11 +9,7 @@ from django.test import Client
 
 from bots.models import Bot
 from bots.sql import sql_deprovision
-from tests.fakes.control import (
-    FakeTelegramControl,
-    start_fake_telegram_subprocess,
-    stop_fake_telegram_subprocess,
-)
+from tests.fakes.control import FakeTelegramControl
 from tests.tokens import fake_bot_token
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "telegram"
@@ -23,27 +19,6 @@ DEMO_SECRET = "test-webhook-secret_0123456789"
 
 def fixture_update(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
-
-
-@pytest.fixture(scope="session")
-def fake_telegram_url() -> Iterator[str]:
-    process, url = start_fake_telegram_subprocess()
-    yield url
-    stop_fake_telegram_subprocess(process)
-
-
-@pytest.fixture
-def telegram_api(
-    fake_telegram_url: str, settings: Any
-) -> Iterator[FakeTelegramControl]:
-    """The fake Telegram Bot API, emptied, with the runtime pointed at it."""
-    settings.TELEGRAM_API_URL = fake_telegram_url
-    settings.TELEGRAM_TIMEOUT_SECONDS = 3.0
-    with FakeTelegramControl(fake_telegram_url) as control:
-        control.clear_faults()
-        control.clear_calls()
-        yield control
-        control.clear_faults()
 
 
 @pytest.fixture

@@ -303,6 +303,35 @@ def test_failing_transcripts_refuse_the_whole_import() -> None:
     assert _world() == before
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_bot_whose_tables_the_file_lacks_is_refused_by_its_tests(
+    demo_bot: Bot,
+) -> None:
+    # given the demo's file, whose orders table a new bot would not have
+    data = _file(demo_bot)
+    data["bot"]["slug"] = "demo-copy"
+    before = _world()
+
+    # when it is imported as a new bot
+    with pytest.raises(TranscriptsFailedError) as caught:
+        bot_import(data=data)
+
+    # then the transcripts that read or write orders fail, and nothing changed
+    assert [r.name for r in caught.value.results] == [
+        "en: no orders yet",
+        "en: order with a phone number",
+        "en: order with an invalid quantity re-asked",
+        "uk: замовлення з номером телефону",
+        "uk: замовлення з повторним питанням про кількість",
+        "uk: ще немає замовлень",
+    ]
+    assert caught.value.results[0].difference == (
+        'step 2 (press "🧾 My orders"): reply 1 was "Sorry, something went '
+        'wrong. Let\'s start over.", expected "You have no orders yet."'
+    )
+    assert _world() == before
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

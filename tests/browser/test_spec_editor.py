@@ -141,3 +141,45 @@ def test_saving_a_draft_with_an_error_shows_it_and_keeps_the_stored_draft(
     bot.refresh_from_db()
     assert bot.draft_spec == FIXED_SPEC
     shot(page, "refused")
+
+
+def test_the_schema_offers_node_types_and_the_fields_of_the_type_chosen(
+    staff_page: Page, base_url: str, shot: Shot
+) -> None:
+    page = staff_page
+    bot = _bot_with_strings()
+    Bot.objects.filter(pk=bot.pk).update(draft_spec=FIXED_SPEC)
+    _open_editor(page, base_url, bot)
+    page.click("#spec-editor button.jsoneditor-expand-all")
+    node_type = page.locator("#spec-editor select[id^='type_']")
+
+    expect(node_type).to_have_value("menu.v1")
+    assert node_type.locator("option").all_inner_texts() == [
+        "llm.v1",
+        "menu.v1",
+        "reply_template.v1",
+        "sql_exec.v1",
+        "wizard.v1",
+    ]
+    shot(page, "node-types")
+
+    node_type.select_option("wizard.v1")
+
+    expect(page.locator("#spec-problems-status")).to_have_text("4 errors.")
+    assert _problems(page) == [
+        ("nodes.main.steps", "error", "Field required"),
+        ("nodes.main.next", "error", "Field required"),
+        ("nodes.main.rows", "error", "Extra inputs are not permitted"),
+        ("nodes.main.text", "error", "Extra inputs are not permitted"),
+    ]
+
+    # Renaming "text" offers the wizard's fields that the node lacks.
+    field = page.locator("#spec-editor div.jsoneditor-field", has_text="text")
+    field.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type("s")
+
+    expect(page.locator("#spec-editor .autocomplete.dropdown .item")).to_have_text(
+        ["steps"]
+    )
+    shot(page, "field-completion")

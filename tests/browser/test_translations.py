@@ -1,8 +1,10 @@
+import csv
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import FilePayload, Locator, Page, expect
 
 from bots.models import Bot
 from i18n.models import Translation
@@ -24,6 +26,24 @@ def _counts(page: Page, locale: str) -> tuple[str, str, str]:
         row.locator("td.count-missing").inner_text(),
         row.locator("td.count-outdated").inner_text(),
     )
+
+
+def _download(page: Page, link: str) -> bytes:
+    with page.expect_download() as download:
+        page.click(link)
+
+    return download.value.path().read_bytes()
+
+
+def _with_text(content: bytes, *, key: str, locale: str, text: str) -> bytes:
+    rows = list(csv.reader(io.StringIO(content.decode("utf-8"), newline="")))
+    for row in rows:
+        if row[:3] == [key, locale, ""]:
+            row[3] = text
+    out = io.StringIO(newline="")
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+
+    return out.getvalue().encode("utf-8")
 
 
 def _edit(page: Page, key: str, locale: str, text: str) -> None:
@@ -87,3 +107,35 @@ def test_translations_page_shows_missing_and_outdated_texts(
         bot=demo_bot, locale="uk", key="order.size"
     ).forms == {"other": "Який розмір чашки?"}
     shot(page, "outdated-fixed")
+
+
+def test_a_csv_export_edited_and_imported_exports_again_byte_for_byte(
+    staff_page: Page, base_url: str, demo_bot: Bot, shot: Shot
+) -> None:
+    page = staff_page
+    page.goto(f"{base_url}/admin/bots/bot/{demo_bot.pk}/studio/translations/")
+    exported = _download(page, "#export-csv")
+    edited = _with_text(
+        exported, key="order.size", locale="uk", text="Який розмір, чашки?"
+    )
+    assert edited != exported
+
+    upload: FilePayload = {"name": "demo.csv", "mimeType": "text/csv", "buffer": edited}
+    page.set_input_files("#id_file", files=upload)
+    page.locator("#import-form").get_by_role("button", name="Preview").click()
+
+    preview = page.locator("#import-preview")
+    expect(preview.locator(".count-added")).to_have_text("0")
+    expect(preview.locator(".count-changed")).to_have_text("1")
+    expect(preview.locator("tr.changed")).to_contain_text("order.size")
+    shot(page, "import-preview")
+    page.click("#import-apply")
+
+    expect(page.locator(".messagelist .success")).to_contain_text(
+        "Imported: 0 added, 1 changed,"
+    )
+    expect(_cell(page, "order.size", "uk").locator(".text")).to_have_text(
+        "Який розмір, чашки?"
+    )
+    assert _download(page, "#export-csv") == edited
+    shot(page, "imported")

@@ -7,6 +7,8 @@ from playwright.sync_api import Page, expect
 
 from bots.models import Bot, BotAccess, SpecVersion
 from tests.browser.conftest import Staff, staff_login
+from tests.fakes.control import FakeTelegramControl
+from tests.tokens import fake_bot_token
 
 Shot = Callable[[Page, str], Path]
 
@@ -49,6 +51,17 @@ def test_publish_the_draft_then_roll_back_to_the_first_version(
     assert _rows(page) == [("1", True)]
     shot(page, "draft-differs")
 
+    # A and B start at the live version and the draft.
+    page.click("#compare-button")
+
+    changed = page.locator("#spec-diff .diff-remove, #spec-diff .diff-add")
+    expect(changed).to_have_text(
+        ['-      "max_tokens": 500,', '+      "max_tokens": 200,']
+    )
+    expect(page.locator("#spec-diff .diff-file")).to_have_text(["--- v1", "+++ draft"])
+    shot(page, "diff-live-and-draft")
+    page.get_by_role("link", name="Back to the versions").click()
+
     page.fill("#id_message", "Shorter answers from the barista")
     page.click("#publish-button")
 
@@ -80,6 +93,43 @@ def test_publish_the_draft_then_roll_back_to_the_first_version(
         first_source,
     )
     shot(page, "rolled-back")
+
+
+def test_publishing_a_bot_with_a_token_sets_its_commands_per_locale(
+    staff_page: Page,
+    base_url: str,
+    demo_bot: Bot,
+    telegram_api: FakeTelegramControl,
+    shot: Shot,
+) -> None:
+    page = staff_page
+    demo_bot.token = fake_bot_token(7000000003, "versions")
+    demo_bot.save(update_fields=["token"])
+    _draft_with_shorter_answers(demo_bot)
+    _open_versions(page, base_url, demo_bot)
+
+    page.click("#publish-button")
+
+    expect(page.locator(".messagelist .success")).to_have_text(
+        "Published as version 2."
+    )
+    calls = telegram_api.calls("setMyCommands", token=demo_bot.token)
+    assert [call["params"].get("language_code") for call in calls] == [
+        None,
+        "en",
+        "uk",
+    ]
+    # Sorted: PostgreSQL's jsonb does not keep the spec's order of commands.
+    commands = sorted(calls[2]["params"]["commands"], key=lambda c: c["command"])
+    assert commands == [
+        {"command": "ask", "description": "Запитати баристу"},
+        {"command": "cancel", "description": "Скасувати поточне замовлення"},
+        {"command": "help", "description": "Як користуватися ботом"},
+        {"command": "order", "description": "Замовити напій"},
+        {"command": "orders", "description": "Мої останні замовлення"},
+        {"command": "start", "description": "Головне меню"},
+    ]
+    shot(page, "published-with-commands")
 
 
 def test_a_draft_that_fails_a_conversation_test_is_not_published(
