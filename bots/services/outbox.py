@@ -241,15 +241,11 @@ def _claim_sql() -> str:
         f" AND status IN (%s, %s) ORDER BY id LIMIT 1{rows.for_update()})"
         " AND (status = %s OR lease_until IS NULL OR lease_until <= %s)"
         " AND (next_attempt_at IS NULL OR next_attempt_at <= %s)"
-        f" RETURNING {rows.columns(OutboundMessage)}, EXISTS (SELECT 1 FROM {table}"
-        f" later WHERE later.bot_id = {table}.bot_id"
-        f" AND later.chat_id = {table}.chat_id AND later.status = %s"
-        f" AND later.id > {table}.id)"
+        f" RETURNING {rows.columns(OutboundMessage)}"
     )
 
 
-def _claim_head(*, bot_id: int, chat_id: int) -> tuple[OutboundMessage, bool] | None:
-    """Claim the chat's head row; return it and whether rows wait behind it."""
+def _claim_head(*, bot_id: int, chat_id: int) -> OutboundMessage | None:
     now = timezone.now()
     lease = now + timedelta(seconds=settings.OUTBOX_LEASE_SECONDS)
     found = rows.row_fetch(
@@ -265,14 +261,10 @@ def _claim_head(*, bot_id: int, chat_id: int) -> tuple[OutboundMessage, bool] | 
             Status.PENDING,
             now,
             now,
-            Status.PENDING,
         ],
     )
-    if found is None:
-        return None
-    message, (more,) = found
 
-    return message, bool(more)
+    return found[0] if found is not None else None
 
 
 def _finish(message: OutboundMessage, *, status: str, **fields: Any) -> bool:
@@ -418,7 +410,7 @@ def _bad_request(
         parse_mode = payload.pop("parse_mode")
         payload["text"] = _plain_text(str(payload.get("text", "")), parse_mode)
         payload.pop("entities", None)
-        return _put_back(message, payload=payload)
+        return _finish(message, status=Status.PENDING, payload=payload)
     if message.method == "editMessageText" and "chat_id" in message.payload:
         # The message to edit is gone or too old: send the new content instead.
         payload = {
@@ -426,19 +418,14 @@ def _bad_request(
             for key, value in message.payload.items()
             if key in ("chat_id", "text", "parse_mode", "reply_markup")
         }
-        return _put_back(message, method="sendMessage", payload=payload)
+        return bool(
+            _finish(
+                message, status=Status.PENDING, method="sendMessage", payload=payload
+            )
+        )
 
     logger.warning("Bot API refused %s: %s", message.method, error.description)
     _finish(message, status=Status.FAILED, last_error=error.description[:500])
-
-    return True
-
-
-def _put_back(message: OutboundMessage, **fields: Any) -> bool:
-    """Return the row, changed, to the head of its chat, to go again at once."""
-    if not _finish(message, status=Status.PENDING, **fields):
-        return False
-    message.status = Status.PENDING
 
     return True
 
@@ -528,10 +515,9 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
 
     sent = 0
     for _ in range(_DRAIN_BATCH):
-        claimed = _claim_head(bot_id=bot_id, chat_id=chat_id)
-        if claimed is None:
+        message = _claim_head(bot_id=bot_id, chat_id=chat_id)
+        if message is None:
             return sent
-        message, more = claimed
         if not bot.is_demo and message.method not in _UNTHROTTLED_METHODS:
             delay = send_limits_admit(bot_id=bot_id, chat_id=chat_id)
             if delay > 0:
@@ -540,11 +526,6 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
         if not _deliver(bot=bot, message=message):
             return sent
         sent += 1
-        # A row committed after this task forgot the chat's mark enqueues a
-        # task of its own, so nothing behind the head means nothing to wait
-        # for: no empty claim to end on.
-        if not more and message.status != Status.PENDING:
-            return sent
 
     _enqueue(bot_id, chat_id)
     return sent

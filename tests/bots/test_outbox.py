@@ -4,8 +4,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, OutboundMessage
@@ -265,46 +263,3 @@ def test_a_bot_at_its_message_limit_still_answers_buttons_and_shows_typing(
     waiting = OutboundMessage.objects.get(method="sendMessage")
     assert waiting.next_attempt_at is not None
     assert waiting.next_attempt_at > timezone.now()
-
-
-def test_a_drain_ends_with_the_last_row_it_sends_without_an_empty_claim(
-    bot: Bot, telegram_api: FakeTelegramControl
-) -> None:
-    _queue(bot, "one", "two")
-
-    with CaptureQueriesContext(connection) as captured:
-        sent = outbox_chat_drain(bot_id=bot.pk, chat_id=CHAT)
-
-    assert sent == 2
-    assert [query["sql"].split(" ", 1)[0] for query in captured] == [
-        "SELECT",  # the bot and whether the chat blocked it
-        "UPDATE",  # claim "one"
-        "UPDATE",  # mark it sent
-        "UPDATE",  # claim "two", the last
-        "UPDATE",  # mark it sent
-    ]
-    assert _statuses(bot) == [Status.SENT, Status.SENT]
-
-
-def test_a_row_put_back_as_plain_text_goes_again_in_the_same_drain(
-    bot: Bot, telegram_api: FakeTelegramControl
-) -> None:
-    telegram_api.add_fault(
-        method="sendMessage",
-        status=400,
-        description="Bad Request: can't parse entities: unsupported start tag",
-        times=1,
-    )
-    _queue(bot, "<b>one", chat_id=CHAT)
-    OutboundMessage.objects.filter(bot=bot).update(
-        payload={"chat_id": CHAT, "text": "<b>one", "parse_mode": "HTML"}
-    )
-
-    sent = outbox_chat_drain(bot_id=bot.pk, chat_id=CHAT)
-
-    assert sent == 2
-    assert [c["params"] for c in telegram_api.calls("sendMessage")] == [
-        {"chat_id": str(CHAT), "text": "<b>one", "parse_mode": "HTML"},
-        {"chat_id": str(CHAT), "text": "one"},
-    ]
-    assert _statuses(bot) == [Status.SENT]
