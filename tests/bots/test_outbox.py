@@ -1,9 +1,11 @@
+import threading
 import time
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from bots.models import BlockedChat, Bot, OutboundMessage
@@ -263,3 +265,37 @@ def test_a_bot_at_its_message_limit_still_answers_buttons_and_shows_typing(
     waiting = OutboundMessage.objects.get(method="sendMessage")
     assert waiting.next_attempt_at is not None
     assert waiting.next_attempt_at > timezone.now()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_added_while_another_task_sends_the_head_goes_with_that_task(
+    bot: Bot, telegram_api: FakeTelegramControl
+) -> None:
+    # Given a task sending the chat's only row, held at the Bot API
+    telegram_api.add_fault(method="sendMessage", delay_ms=600, times=1)
+    _queue(bot, "one")
+
+    def drain_in_thread() -> None:
+        try:
+            outbox_chat_drain(bot_id=bot.pk, chat_id=CHAT)
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=drain_in_thread)
+    first.start()
+    deadline = time.monotonic() + 5
+    while not telegram_api.calls("sendMessage") and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    # When a second row arrives and its own task finds the head in flight
+    _queue(bot, "two")
+    second = outbox_chat_drain(bot_id=bot.pk, chat_id=CHAT)
+    first.join(timeout=10)
+
+    # Then the first task, done with the head, sends the new row as well
+    assert second == 0
+    assert [c["params"]["text"] for c in telegram_api.calls("sendMessage")] == [
+        "one",
+        "two",
+    ]
+    assert _statuses(bot) == [Status.SENT, Status.SENT]
