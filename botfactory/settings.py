@@ -339,6 +339,9 @@ PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", schemes=("http", "https"))
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 262144, minimum=1024)
 TELEGRAM_TIMEOUT_SECONDS = env_float("TELEGRAM_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8, minimum=1)
+# Sender tasks that may drain the ready chats at once (with Redis): at
+# least the send threads of all outbox workers together, or some sit idle.
+OUTBOX_SENDERS = env_int("OUTBOX_SENDERS", 8, minimum=1)
 # How long a send may stay in flight before another worker may retry it.
 OUTBOX_LEASE_SECONDS = env_float("OUTBOX_LEASE_SECONDS", 60.0, minimum=1.0)
 # Distinct parsed specs each process keeps (about 25 KB each for a spec of

@@ -2,12 +2,17 @@ from celery import Task, shared_task
 
 from bots.services.lifecycle import data_prune
 from bots.services.llm import llm_answer, llm_sweep
-from bots.services.outbox import outbox_chat_drain, outbox_sweep
+from bots.services.outbox import outbox_chat_drain, outbox_ready_drain, outbox_sweep
 
 
 @shared_task(name="bots.outbox_send", ignore_result=True)
 def outbox_send_task(bot_id: int, chat_id: int) -> int:
     return outbox_chat_drain(bot_id=bot_id, chat_id=chat_id)
+
+
+@shared_task(name="bots.outbox_drain", ignore_result=True)
+def outbox_drain_task(slot: int) -> int:
+    return outbox_ready_drain(slot=slot)
 
 
 @shared_task(name="bots.outbox_sweep", ignore_result=True)

@@ -16,8 +16,8 @@ from datetime import timedelta
 from functools import partial, update_wrapper
 from typing import Any
 
+import redis
 from django.conf import settings
-from django.core.cache import caches
 from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
@@ -25,6 +25,14 @@ from django.utils import timezone
 from botfactory import rows
 from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
 from bots.observability import telegram_send_call
+from bots.services.outbox_wake import (
+    ready_chat_pop,
+    send_enqueue,
+    send_mark_forget,
+    sender_slot_hand_over,
+    sender_slot_release,
+    senders_wake,
+)
 from bots.services.send_limits import send_limits_admit, send_limits_pause
 from bots.telegram import (
     TelegramBadRequestError,
@@ -49,9 +57,9 @@ _MAX_BACKOFF_SECONDS = 300
 _CANT_PARSE = "can't parse entities"
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _DRAIN_BATCH = 50
-# How long a queued send task stands for its chat: past it, a new row
-# enqueues another task even if the first never ran (its message was lost).
-_QUEUED_MARK_SECONDS = 10
+# A sender task hands its slot to a fresh task after this long, so that no
+# task runs past a pool's time limit.
+_SENDER_SECONDS = 20.0
 
 
 def _send_params(
@@ -170,61 +178,18 @@ def outbox_messages_deliver_locally(
             message.telegram_message_id = last_ids[message.chat_id]
 
 
-def _enqueue(bot_id: int, chat_id: int, countdown: float = 0.0) -> None:
-    from bots.tasks import outbox_send_task
-
-    if countdown > 0 and outbox_send_task.app.conf.task_always_eager:
-        # A task run in-process cannot wait: it would find the row not yet
-        # due. The sweep sends it once it is.
-        return
-    outbox_send_task.apply_async((bot_id, chat_id), countdown=countdown)
-
-
-def _queued_key(bot_id: int, chat_id: int) -> str:
-    return f"outbox:queued:{bot_id}:{chat_id}"
-
-
-def _enqueue_unless_queued(bot_id: int, chat_id: int) -> None:
-    # A send task already waiting for this chat will find the new rows: it
-    # forgets the mark before it reads the outbox, and the rows were
-    # committed before the mark was looked at. A lost task delays the chat
-    # only until the mark expires or the sweep runs.
-    key = _queued_key(bot_id, chat_id)
-    try:
-        fresh = caches["default"].add(key, 1, timeout=_QUEUED_MARK_SECONDS)
-    except Exception:
-        fresh = True
-    if not fresh:
-        return
-
-    try:
-        _enqueue(bot_id, chat_id)
-    except Exception:
-        _queued_forget(bot_id, chat_id)
-        raise
-
-
-def _queued_forget(bot_id: int, chat_id: int) -> None:
-    try:
-        caches["default"].delete(_queued_key(bot_id, chat_id))
-    except Exception:
-        logger.warning("Could not clear the send mark of a chat of bot %s.", bot_id)
-
-
 def outbox_schedule(*, bot_id: int, chat_ids: set[int]) -> None:
-    """Enqueue the send task for each chat once the transaction commits.
+    """Have the chats' new rows sent once the transaction commits.
 
-    A chat that already has a send task waiting gets no second one. A
-    broker failure after the commit is logged, not raised: the rows are
-    durable and the periodic sweep sends them.
+    A chat that a sender will reach anyway gets no task of its own (see
+    ``bots.services.outbox_wake``). A broker failure after the commit is
+    logged, not raised: the rows are durable and the periodic sweep sends
+    them.
     """
-    for chat_id in sorted(chat_ids):
-        # Django names a failed robust hook by its __qualname__, which a bare
-        # partial lacks: that AttributeError turned a broker outage into a 500.
-        enqueue = update_wrapper(
-            partial(_enqueue_unless_queued, bot_id, chat_id), _enqueue_unless_queued
-        )
-        transaction.on_commit(enqueue, robust=True)
+    # Django names a failed robust hook by its __qualname__, which a bare
+    # partial lacks: that AttributeError turned a broker outage into a 500.
+    wake = update_wrapper(partial(senders_wake, bot_id, sorted(chat_ids)), senders_wake)
+    transaction.on_commit(wake, robust=True)
 
 
 def _claim_sql() -> str:
@@ -294,7 +259,7 @@ def _defer(
         last_error=error[:500],
         attempts=attempts,
     ):
-        _enqueue(message.bot_id, message.chat_id, countdown=delay)
+        send_enqueue(message.bot_id, message.chat_id, countdown=delay)
 
 
 def _retry_or_fail(message: OutboundMessage, *, error: str) -> bool:
@@ -459,7 +424,7 @@ def _migrate(message: OutboundMessage, *, new_chat_id: int) -> None:
         bot_id=message.bot_id, old_chat_id=message.chat_id, new_chat_id=new_chat_id
     )
     logger.info("A group of bot %s migrated to a supergroup.", message.bot_id)
-    _enqueue(message.bot_id, new_chat_id)
+    send_enqueue(message.bot_id, new_chat_id)
 
 
 def _conversations_migrate(*, bot_id: int, old_chat_id: int, new_chat_id: int) -> None:
@@ -507,7 +472,7 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
     if found is None:
         return 0
 
-    _queued_forget(bot_id, chat_id)
+    send_mark_forget(bot_id, chat_id)
     bot, (blocked,) = found
     if blocked:
         _blocked_chat_close(bot_id=bot_id, chat_id=chat_id)
@@ -527,8 +492,34 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
             return sent
         sent += 1
 
-    _enqueue(bot_id, chat_id)
+    send_enqueue(bot_id, chat_id)
     return sent
+
+
+def outbox_ready_drain(*, slot: int) -> int:
+    """Drain ready chats for the sender holding ``slot``; return messages sent.
+
+    Ends when no chat is ready, or hands the slot to a new task after a
+    while. A Redis failure ends it: the slot frees itself, and the sweep
+    sends what the ready set held.
+    """
+    started = time.monotonic()
+    sent = 0
+    while True:
+        try:
+            ready = ready_chat_pop(slot)
+            if ready is None and not sender_slot_release(slot):
+                return sent
+        except redis.RedisError:
+            logger.warning("Redis failed under sender %s; the sweep takes over.", slot)
+            return sent
+        if ready is None:
+            continue
+        bot_id, chat_id = ready
+        sent += outbox_chat_drain(bot_id=bot_id, chat_id=chat_id)
+        if time.monotonic() - started > _SENDER_SECONDS:
+            sender_slot_hand_over(slot)
+            return sent
 
 
 def outbox_sweep(*, older_than_seconds: float = 10.0) -> int:
@@ -546,7 +537,7 @@ def outbox_sweep(*, older_than_seconds: float = 10.0) -> int:
         stuck.values_list("bot_id", "chat_id").distinct()
     )
     for bot_id, chat_id in sorted(chats):
-        _enqueue(bot_id, chat_id)
+        send_enqueue(bot_id, chat_id)
 
     return len(chats)
 

@@ -8,7 +8,7 @@ import pytest
 
 from bots import selectors
 from bots.models import Bot, OutboundMessage, SpecVersion
-from bots.services import outbox
+from bots.services import outbox, outbox_wake
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -80,8 +80,8 @@ def test_a_chat_with_a_send_task_waiting_gets_no_second_one(
     bot = BotFactory.create()
     published: list[tuple[int, int]] = []
     monkeypatch.setattr(
-        outbox,
-        "_enqueue",
+        outbox_wake,
+        "send_enqueue",
         lambda bot_id, chat_id, countdown=0.0: published.append((bot_id, chat_id)),
     )
     for text in ("one", "two"):
@@ -114,7 +114,7 @@ def test_a_failed_publish_leaves_no_mark_behind(
         attempts.append(chat_id)
         raise ConnectionError("broker down")
 
-    monkeypatch.setattr(outbox, "_enqueue", broker_down)
+    monkeypatch.setattr(outbox_wake, "send_enqueue", broker_down)
     for text in ("one", "two"):
         with django_capture_on_commit_callbacks(execute=True):
             _row(bot, text)

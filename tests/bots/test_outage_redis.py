@@ -496,11 +496,15 @@ def test_redis_restarted_empty_loses_queued_tasks_and_the_sweeps_send_every_repl
 
     # then the tasks were lost with Redis, yet the sweeps sent every reply
     # once and the question was answered once
-    # (at least one per chat: a chat with a send task waiting gets no second)
-    assert queued["bots.outbox_send"] >= CHATS
+    # (one sender task per slot, the chats beyond waiting in the ready set;
+    # the stopped worker's pending read of the queue may hold one of them)
+    assert queued["bots.outbox_drain"] in (
+        settings.OUTBOX_SENDERS - 1,
+        settings.OUTBOX_SENDERS,
+    )
     assert queued["bots.llm_answer"] == 1
     # (beat may have published a sweep into the new Redis already)
-    assert after["bots.outbox_send"] == after["bots.llm_answer"] == 0
+    assert after["bots.outbox_drain"] == after["bots.llm_answer"] == 0
     counts = _exactly_once(demo_bot, sender, telegram_api)
     answer = expected_answer(prompt_messages(QUESTION))
     assert visible_texts(demo_bot, asker) == [ASK_PROMPT, answer]
@@ -516,7 +520,7 @@ def test_redis_restarted_empty_loses_queued_tasks_and_the_sweeps_send_every_repl
         "Redis restarted empty",
         {
             **counts,
-            "send and answer tasks lost": queued["bots.outbox_send"]
+            "send and answer tasks lost": queued["bots.outbox_drain"]
             + queued["bots.llm_answer"],
             "replies waiting": waiting,
         },

@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from bots.services import outbox
+from bots.services import outbox_wake
 from tests.bots.conftest import Webhook
 
 CHAT_ID = 5_551_001
@@ -34,7 +34,7 @@ def _message(update_id: int, text: str) -> dict[str, Any]:
 @pytest.fixture
 def statements(webhook: Webhook, monkeypatch: pytest.MonkeyPatch) -> Webhook:
     # The send task's own statements are the outbox's, not the webhook's.
-    monkeypatch.setattr(outbox, "_enqueue", lambda *args, **kwargs: None)
+    monkeypatch.setattr(outbox_wake, "send_enqueue", lambda *args, **kwargs: None)
     assert webhook.post(_message(1, "/start")).status_code == 200
 
     return webhook

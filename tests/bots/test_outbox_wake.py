@@ -1,0 +1,168 @@
+"""Waking the senders through Redis: the ready chats and the sender slots."""
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.core.cache import caches
+
+from botfactory.celery import app
+from bots.models import Bot, OutboundMessage
+from bots.services import outbox_wake
+from bots.services.outbox import outbox_ready_drain, outbox_schedule
+from tests.factories import BotFactory
+from tests.fakes.control import FakeTelegramControl
+
+pytestmark = pytest.mark.django_db
+
+CHATS = [7100001, 7100002, 7100003]
+
+
+@pytest.fixture
+def broker(settings: Any) -> Iterator[redis.Redis]:
+    """The real Redis broker, with the tasks published, not run in-process."""
+    settings.OUTBOX_SENDERS = 2
+    app.conf.task_always_eager = False
+    client = redis.Redis.from_url(str(django_settings.REDIS_URL))
+    yield client
+    app.conf.task_always_eager = True
+    prefix = str(caches["default"].make_key(""))
+    for pattern in (f"{prefix}outbox:*", f"{django_settings.CACHE_KEY_PREFIX}*"):
+        for key in client.scan_iter(match=pattern):
+            if b"outbox" in key or b":celery:" in key:
+                client.delete(key)
+    client.close()
+
+
+def _published(client: redis.Redis) -> list[tuple[str, Any]]:
+    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    messages = [json.loads(raw) for raw in client.lrange(f"{prefix}celery", 0, -1)]
+    return sorted(
+        (message["headers"]["task"], message["headers"]["argsrepr"])
+        for message in messages
+    )
+
+
+def _ready(client: redis.Redis) -> set[bytes]:
+    members = client.smembers(outbox_wake._ready_key())
+    return {m if isinstance(m, bytes) else m.encode() for m in members}
+
+
+def _slots(client: redis.Redis) -> list[bool]:
+    return [
+        bool(client.exists(outbox_wake._slot_key(slot)))
+        for slot in range(django_settings.OUTBOX_SENDERS)
+    ]
+
+
+def _queue(bot: Bot, chat_id: int, text: str) -> None:
+    OutboundMessage.objects.create(
+        bot=bot,
+        chat_id=chat_id,
+        method="sendMessage",
+        payload={"chat_id": chat_id, "text": text},
+    )
+
+
+def test_each_free_slot_gets_one_sender_and_busy_slots_none(
+    broker: redis.Redis, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Given two sender slots
+    bot = BotFactory.create()
+
+    # When three chats get rows, one commit each
+    for chat_id in CHATS:
+        with django_capture_on_commit_callbacks(execute=True):
+            _queue(bot, chat_id, "hi")
+            outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
+
+    # Then two sender tasks were published, one per slot, and every chat
+    # waits in the ready set for them
+    assert _published(broker) == [
+        ("bots.outbox_drain", "(0,)"),
+        ("bots.outbox_drain", "(1,)"),
+    ]
+    assert _ready(broker) == {f"{bot.pk}:{chat_id}".encode() for chat_id in CHATS}
+    assert _slots(broker) == [True, True]
+
+
+def test_a_sender_sends_every_ready_chat_then_frees_its_slot(
+    broker: redis.Redis,
+    telegram_api: FakeTelegramControl,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given three ready chats, with two rows in the first
+    bot = BotFactory.create()
+    for chat_id in CHATS:
+        with django_capture_on_commit_callbacks(execute=True):
+            _queue(bot, chat_id, f"to {chat_id}")
+            if chat_id == CHATS[0]:
+                _queue(bot, chat_id, "again")
+            outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
+
+    # When the sender of slot 0 runs
+    sent = outbox_ready_drain(slot=0)
+
+    # Then it sent all four, in order per chat, and gave its slot up
+    assert sent == 4
+    by_chat: dict[str, list[str]] = {}
+    for call in telegram_api.calls("sendMessage"):
+        by_chat.setdefault(call["params"]["chat_id"], []).append(call["params"]["text"])
+    assert by_chat == {
+        str(CHATS[0]): [f"to {CHATS[0]}", "again"],
+        str(CHATS[1]): [f"to {CHATS[1]}"],
+        str(CHATS[2]): [f"to {CHATS[2]}"],
+    }
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
+    assert _ready(broker) == set()
+    assert _slots(broker) == [False, True]
+
+
+def test_a_slot_is_kept_when_chats_came_while_its_sender_was_finding_none(
+    broker: redis.Redis,
+) -> None:
+    # Given a sender holding slot 0 that found no chat, and a chat whose
+    # wake found every slot taken
+    broker.set(outbox_wake._slot_key(0), "1")
+    broker.set(outbox_wake._slot_key(1), "1")
+    broker.sadd(outbox_wake._ready_key(), "1:2")
+
+    # When the sender gives its slot up, then it keeps it, to take the chat
+    assert outbox_wake.sender_slot_release(0) is True
+    assert _slots(broker) == [True, True]
+    assert outbox_wake.ready_chat_pop(0) == (1, 2)
+
+    # And with nothing ready the slot goes
+    assert outbox_wake.ready_chat_pop(0) is None
+    assert outbox_wake.sender_slot_release(0) is False
+    assert _slots(broker) == [False, True]
+
+
+def test_a_failed_publish_frees_the_slot_and_keeps_the_rows(
+    broker: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given a broker that refuses the sender task
+    bot = BotFactory.create()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("broker down")
+
+    from bots.tasks import outbox_drain_task
+
+    monkeypatch.setattr(outbox_drain_task, "apply_async", refuse)
+
+    # When a chat's rows commit
+    with django_capture_on_commit_callbacks(execute=True):
+        _queue(bot, CHATS[0], "hi")
+        outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
+
+    # Then the row waits for the sweep, and no slot is held by a task that
+    # was never queued
+    assert list(OutboundMessage.objects.values_list("status", flat=True)) == ["pending"]
+    assert _slots(broker) == [False, False]
+    assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
