@@ -149,6 +149,19 @@ class Correctness:
         )
 
 
+def _took_flight(chat: ChatExpectation, rows: int) -> bool:
+    return chat.flight_calls >= 0 and rows == chat.accepted + 1
+
+
+def _expected(chat: ChatExpectation, rows: int) -> tuple[int, int]:
+    """Return the calls and generation the chat should show, given that the
+    target left ``rows`` processed updates for it."""
+    if _took_flight(chat, rows):
+        return chat.flight_calls, chat.flight_generation
+
+    return chat.calls, chat.generation
+
+
 def correctness_count(
     chats: list[ChatExpectation],
     *,
@@ -168,15 +181,10 @@ def correctness_count(
     for chat in chats:
         result.accepted += chat.accepted
         rows = processed.get(chat.chat_id, 0)
-        expected_calls, expected_generation = chat.calls, chat.generation
-        in_flight = chat.flight_calls >= 0
-        if in_flight and rows == chat.accepted + 1:
-            expected_calls = chat.flight_calls
-            expected_generation = chat.flight_generation
-        elif rows < chat.accepted:
-            result.missing_updates += chat.accepted - rows
-        elif rows > chat.accepted:
-            result.unexpected_updates += rows - chat.accepted
+        expected_calls, expected_generation = _expected(chat, rows)
+        if not _took_flight(chat, rows):
+            result.missing_updates += max(chat.accepted - rows, 0)
+            result.unexpected_updates += max(rows - chat.accepted, 0)
 
         got = calls.get(chat.chat_id, 0)
         result.missing_replies += max(expected_calls - got, 0)
@@ -262,6 +270,9 @@ class RunResult:
     # Resident memory of each web worker before and after the run.
     workers_rss_mb: dict[str, list[float]] = field(default_factory=dict)
     requests: int = 0
+    # Chats that got more Bot API calls than expected: what the fake API
+    # received for each, and its outbox rows (see webhook_bench).
+    over_replied: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cpu_ms_per_request(self) -> float | None:
@@ -515,3 +526,51 @@ def results_write(
     (directory / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
 
     return medians_render(runs)
+
+
+def chats_over_replied(
+    chats: list[ChatExpectation],
+    *,
+    processed: dict[int, int],
+    calls: dict[int, int],
+    limit: int = 10,
+) -> list[tuple[ChatExpectation, int]]:
+    """Return up to ``limit`` chats that got more Bot API calls than
+    expected, each with the number expected, in chat order."""
+    over = []
+    for chat in sorted(chats, key=lambda chat: chat.chat_id):
+        expected_calls, _ = _expected(chat, processed.get(chat.chat_id, 0))
+        if calls.get(chat.chat_id, 0) > expected_calls:
+            over.append((chat, expected_calls))
+
+    return over[:limit]
+
+
+# Enough of a reply's text to tell the demo bot's messages apart.
+TEXT_PREFIX = 40
+
+
+def call_describe(call: dict[str, Any]) -> dict[str, Any]:
+    """Return what tells one recorded fake Bot API call from another: its
+    method, answer status, time and the parameters that identify it."""
+    params = call.get("params") or {}
+    described: dict[str, Any] = {
+        "method": call["method"],
+        "status": call.get("status"),
+        "at": call["at"],
+    }
+    if "text" in params:
+        described["text"] = str(params["text"])[:TEXT_PREFIX]
+    if "callback_query_id" in params:
+        described["callback_query_id"] = params["callback_query_id"]
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    if isinstance(markup, dict) and markup.get("inline_keyboard"):
+        described["buttons"] = [
+            button.get("callback_data")
+            for row in markup["inline_keyboard"]
+            for button in row
+        ]
+
+    return described

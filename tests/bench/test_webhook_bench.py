@@ -25,8 +25,10 @@ from bench.webhook_report import (
     Correctness,
     LagResult,
     RunResult,
+    call_describe,
     chat_of_callback,
     chat_of_update,
+    chats_over_replied,
     correctness_count,
     lags_match,
     markdown_render,
@@ -190,6 +192,81 @@ def test_correctness_count_without_state_checks_only_replies():
     )
 
     assert result == Correctness(accepted=10, missing_replies=16)
+
+
+def test_chats_over_replied_names_the_chats_with_more_calls_than_expected():
+    # Given one chat that got what it should, one with two calls too many,
+    # and one whose update in flight was processed and answered
+    chats = [
+        _chat(chat_id=700000007),
+        _chat(chat_id=700000006),
+        _chat(sent=11, flight_calls=18, flight_generation=10),
+    ]
+
+    # When the chats are checked against the calls found
+    over = chats_over_replied(
+        chats,
+        processed={700000005: 11, 700000006: 10, 700000007: 10},
+        calls={700000005: 18, 700000006: 16, 700000007: 18},
+    )
+
+    # Then only the chat with extra calls is named, with what it expected
+    assert over == [(_chat(chat_id=700000007), 16)]
+
+
+def test_chats_over_replied_keeps_the_first_chats_up_to_the_limit():
+    chats = [_chat(chat_id=700000000 + n) for n in range(5, 0, -1)]
+
+    over = chats_over_replied(
+        chats,
+        processed={chat.chat_id: 10 for chat in chats},
+        calls={chat.chat_id: 17 for chat in chats},
+        limit=2,
+    )
+
+    assert over == [(_chat(chat_id=700000001), 16), (_chat(chat_id=700000002), 16)]
+
+
+def test_call_describe_keeps_what_tells_calls_apart():
+    send = {
+        "method": "sendMessage",
+        "token": "1:secret",
+        "status": 200,
+        "at": 1700000000.25,
+        "params": {
+            "chat_id": 700000005,
+            "text": "What would you like to drink? Pick one below, please.",
+            "reply_markup": json.dumps(
+                {
+                    "inline_keyboard": [
+                        [{"text": "Latte", "callback_data": "3:order:0:olatte"}],
+                        [{"text": "Tea", "callback_data": "3:order:0:otea"}],
+                    ]
+                }
+            ),
+        },
+    }
+    answer = {
+        "method": "answerCallbackQuery",
+        "token": "1:secret",
+        "status": 200,
+        "at": 1700000000.5,
+        "params": {"callback_query_id": "700000005:12"},
+    }
+
+    assert call_describe(send) == {
+        "method": "sendMessage",
+        "status": 200,
+        "at": 1700000000.25,
+        "text": "What would you like to drink? Pick one b",
+        "buttons": ["3:order:0:olatte", "3:order:0:otea"],
+    }
+    assert call_describe(answer) == {
+        "method": "answerCallbackQuery",
+        "status": 200,
+        "at": 1700000000.5,
+        "callback_query_id": "700000005:12",
+    }
 
 
 def test_ids_lead_back_to_their_chat():
