@@ -11,8 +11,9 @@ bench/webhook_flow.lua, pinned to the last core: a fixed number of
 connections, each playing its own private chats in order. Rounds alternate
 the targets; medians and ratios come from all rounds.
 
-After each BotFactory run the outbox is left to drain and every accepted
-update is checked (bench/webhook_report.py, ``correctness_count``); a run
+After each BotFactory run the update each connection left unanswered is
+delivered again until it is answered, the outbox is left to drain and every
+accepted update is checked (bench/webhook_report.py, ``correctness_count``); a run
 that lost or repeated work is marked failed. For up to ten chats that got
 more Bot API calls than predicted, the calls the fake API received and the
 chat's processed updates and outbox rows are kept with the run (in the
@@ -51,6 +52,7 @@ from bench.webhook_report import (
     ChatExpectation,
     LagResult,
     RunResult,
+    UnansweredRequest,
     WrkResult,
     call_describe,
     chat_of_callback,
@@ -78,6 +80,8 @@ DRAIN_SECONDS = 180.0
 PEER_SETTLE_SECONDS = 60.0
 WRK_TIMEOUT = "10s"
 WARM_UP_SECONDS = 5
+# How long the check re-delivers the updates left unanswered at the end.
+REDELIVER_SECONDS = 60.0
 
 
 def _cpu_core() -> int | None:
@@ -282,6 +286,51 @@ def _drain(stack: Stack) -> float:
             time.sleep(0.5)
 
 
+def unanswered_redeliver(
+    *,
+    url: str,
+    secret: str,
+    requests: list[UnansweredRequest],
+    within: float = REDELIVER_SECONDS,
+) -> int:
+    """Send each unanswered update again until it is answered 200, as
+    Telegram re-delivers; return how many deliveries it took in all.
+
+    wrk stops with an update in flight on each connection, and the server
+    may still take it afterwards (the request can wait in the listen
+    backlog for seconds): a check that read the database before then
+    missed its processed row and counted its replies as duplicates. Once a
+    re-delivery has its 200, that update is committed, whichever delivery
+    won. Raise RuntimeError when one is still refused after ``within``
+    seconds.
+    """
+    headers = {
+        "Content-Type": "application/json",
+        "X-Telegram-Bot-Api-Secret-Token": secret,
+    }
+    deadline = time.monotonic() + within
+    deliveries = 0
+    with httpx.Client(base_url=url, timeout=float(WRK_TIMEOUT.rstrip("s"))) as client:
+        for request in requests:
+            while True:
+                deliveries += 1
+                try:
+                    status = client.post(
+                        request.path, content=request.body.encode(), headers=headers
+                    ).status_code
+                except httpx.TransportError:
+                    status = 0
+                if status == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"an update to {request.path} was still refused ({status})"
+                    )
+                time.sleep(0.5)
+
+    return deliveries
+
+
 def _chat_range(chats: list[ChatExpectation]) -> tuple[int, int]:
     ids = [chat.chat_id for chat in chats]
     return (min(ids), max(ids) + 1) if ids else (0, 0)
@@ -290,6 +339,14 @@ def _chat_range(chats: list[ChatExpectation]) -> tuple[int, int]:
 def _botfactory_check(
     stack: Stack, result: WrkResult
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    deliveries = unanswered_redeliver(
+        url=stack.web_url, secret=stack.webhook_secret, requests=result.unanswered
+    )
+    logger.info(
+        "Delivered the %s updates left unanswered again (%s deliveries).",
+        len(result.unanswered),
+        deliveries,
+    )
     drained = _drain(stack)
     low, high = _chat_range(result.chats)
     first, last = low - CHAT_ID_BASE, high - CHAT_ID_BASE
@@ -560,6 +617,9 @@ def _lag_run(
         seconds=seconds,
         core=targets.core,
         pace_rps=rate,
+    )
+    unanswered_redeliver(
+        url=stack.web_url, secret=stack.webhook_secret, requests=result.unanswered
     )
     _drain(stack)
     low, high = _chat_range(result.chats)

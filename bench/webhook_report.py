@@ -71,6 +71,14 @@ class ChatExpectation:
     flight_generation: int
 
 
+@dataclass(frozen=True)
+class UnansweredRequest:
+    """A webhook request that had no 200 when the generator stopped."""
+
+    path: str
+    body: str
+
+
 @dataclass
 class WrkResult:
     requests: int
@@ -80,6 +88,10 @@ class WrkResult:
     statuses: dict[str, int]
     resent: int
     chats: list[ChatExpectation]
+    # At most one per connection. The target may take such an update after
+    # wrk has stopped: until it answers a re-delivery, what it left behind
+    # can still change.
+    unanswered: list[UnansweredRequest] = field(default_factory=list)
 
     @property
     def requests_per_second(self) -> float:
@@ -109,11 +121,14 @@ def wrk_output_parse(stdout: str) -> WrkResult:
     statuses: dict[str, int] = {}
     resent = 0
     chats = []
+    unanswered = []
     for thread in document["threads"]:
         for status, count in thread["statuses"].items():
             statuses[status] = statuses.get(status, 0) + int(count)
         resent += int(thread["resent"])
         chats += [ChatExpectation(*row) for row in thread["chats"]]
+        if thread["flight"] is not None:
+            unanswered.append(UnansweredRequest(**thread["flight"]))
     latency = document["latency_us"]
 
     return WrkResult(
@@ -124,6 +139,7 @@ def wrk_output_parse(stdout: str) -> WrkResult:
         statuses=statuses,
         resent=resent,
         chats=chats,
+        unanswered=unanswered,
     )
 
 
