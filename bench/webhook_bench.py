@@ -11,9 +11,14 @@ bench/webhook_flow.lua, pinned to the last core: a fixed number of
 connections, each playing its own private chats in order. Rounds alternate
 the targets; medians and ratios come from all rounds.
 
-After each BotFactory run the outbox is left to drain and every accepted
-update is checked (bench/webhook_report.py, ``correctness_count``); a run
-that lost or repeated work is marked failed. A last phase paces wrk at a
+After each BotFactory run the update each connection left unanswered is
+delivered again until it is answered, the outbox is left to drain and every
+accepted update is checked (bench/webhook_report.py, ``correctness_count``); a run
+that lost or repeated work is marked failed. For up to ten chats that got
+more Bot API calls than predicted, the calls the fake API received and the
+chat's processed updates and outbox rows are kept with the run (in the
+results JSON and in the work directory) before the database is dropped. A
+last phase paces wrk at a
 fixed rate and measures the delivery lag, from the update's processed-update
 row to the fake Bot API receiving each reply. Results go to
 ``bench/results/webhook.md`` and ``bench/results/webhook.json``.
@@ -31,7 +36,9 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -40,12 +47,16 @@ from bench.profiling import profiled, summary
 from bench.stack import PROJECT_ROOT, Stack, StackOptions
 from bench.webhook_report import (
     TARGETS,
+    TEXT_PREFIX,
     UPDATES_PER_CHAT,
     ChatExpectation,
     LagResult,
     RunResult,
+    UnansweredRequest,
     WrkResult,
+    call_describe,
     chat_of_callback,
+    chats_over_replied,
     correctness_count,
     lags_match,
     medians_render,
@@ -69,6 +80,8 @@ DRAIN_SECONDS = 180.0
 PEER_SETTLE_SECONDS = 60.0
 WRK_TIMEOUT = "10s"
 WARM_UP_SECONDS = 5
+# How long the check re-delivers the updates left unanswered at the end.
+REDELIVER_SECONDS = 60.0
 
 
 def _cpu_core() -> int | None:
@@ -219,8 +232,9 @@ def _cpu_delta(
     return used
 
 
-def _fake_calls(url: str) -> list[tuple[int, str, float]]:
-    """Return (chat id, method, time received) of every reply call, in order."""
+def _fake_call_records(url: str) -> list[tuple[int, dict[str, Any]]]:
+    """Return (chat id, call as the fake recorded it) of every reply call,
+    in the order received."""
     calls = []
     for method in ("sendMessage", "answerCallbackQuery"):
         response = httpx.get(f"{url}/_calls", params={"method": method}, timeout=60.0)
@@ -233,10 +247,18 @@ def _fake_calls(url: str) -> list[tuple[int, str, float]]:
             else:
                 chat_id = chat_of_callback(str(params.get("callback_query_id", "")))
             if chat_id is not None:
-                calls.append((chat_id, method, float(call["at"])))
-    calls.sort(key=lambda call: call[2])
+                calls.append((chat_id, call))
+    calls.sort(key=lambda call: float(call[1]["at"]))
 
     return calls
+
+
+def _fake_calls(url: str) -> list[tuple[int, str, float]]:
+    """Return (chat id, method, time received) of every reply call, in order."""
+    return [
+        (chat_id, str(call["method"]), float(call["at"]))
+        for chat_id, call in _fake_call_records(url)
+    ]
 
 
 def _calls_per_chat(calls: list[tuple[int, str, float]]) -> dict[int, int]:
@@ -264,12 +286,67 @@ def _drain(stack: Stack) -> float:
             time.sleep(0.5)
 
 
+def unanswered_redeliver(
+    *,
+    url: str,
+    secret: str,
+    requests: list[UnansweredRequest],
+    within: float = REDELIVER_SECONDS,
+) -> int:
+    """Send each unanswered update again until it is answered 200, as
+    Telegram re-delivers; return how many deliveries it took in all.
+
+    wrk stops with an update in flight on each connection, and the server
+    may still take it afterwards (the request can wait in the listen
+    backlog for seconds): a check that read the database before then
+    missed its processed row and counted its replies as duplicates. Once a
+    re-delivery has its 200, that update is committed, whichever delivery
+    won. Raise RuntimeError when one is still refused after ``within``
+    seconds.
+    """
+    headers = {
+        "Content-Type": "application/json",
+        "X-Telegram-Bot-Api-Secret-Token": secret,
+    }
+    deadline = time.monotonic() + within
+    deliveries = 0
+    with httpx.Client(base_url=url, timeout=float(WRK_TIMEOUT.rstrip("s"))) as client:
+        for request in requests:
+            while True:
+                deliveries += 1
+                try:
+                    status = client.post(
+                        request.path, content=request.body.encode(), headers=headers
+                    ).status_code
+                except httpx.TransportError:
+                    status = 0
+                if status == 200:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"an update to {request.path} was still refused ({status})"
+                    )
+                time.sleep(0.5)
+
+    return deliveries
+
+
 def _chat_range(chats: list[ChatExpectation]) -> tuple[int, int]:
     ids = [chat.chat_id for chat in chats]
     return (min(ids), max(ids) + 1) if ids else (0, 0)
 
 
-def _botfactory_check(stack: Stack, result: WrkResult) -> dict[str, int]:
+def _botfactory_check(
+    stack: Stack, result: WrkResult
+) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    deliveries = unanswered_redeliver(
+        url=stack.web_url, secret=stack.webhook_secret, requests=result.unanswered
+    )
+    logger.info(
+        "Delivered the %s updates left unanswered again (%s deliveries).",
+        len(result.unanswered),
+        deliveries,
+    )
     drained = _drain(stack)
     low, high = _chat_range(result.chats)
     first, last = low - CHAT_ID_BASE, high - CHAT_ID_BASE
@@ -293,15 +370,87 @@ def _botfactory_check(stack: Stack, result: WrkResult) -> dict[str, int]:
         failed_row = conn.execute(
             "SELECT count(*) FROM bots_outboundmessage WHERE status = 'failed'"
         ).fetchone()
-    calls = _calls_per_chat(_fake_calls(stack.telegram_url))
-    counted = correctness_count(
-        result.chats, processed=processed, generations=generations, calls=calls
-    )
+        records = _fake_call_records(stack.telegram_url)
+        calls = _calls_per_chat([(chat_id, "", 0.0) for chat_id, _call in records])
+        counted = correctness_count(
+            result.chats, processed=processed, generations=generations, calls=calls
+        )
+        over = chats_over_replied(result.chats, processed=processed, calls=calls)
+        # While the database is still there: what each such chat received,
+        # beside what its outbox holds.
+        over_replied = [
+            _over_replied_describe(
+                conn, chat, expected, processed.get(chat.chat_id, 0), records
+            )
+            for chat, expected in over
+        ]
 
     return {
         **asdict(counted),
         "outbox_failed": int(failed_row[0]) if failed_row else 0,
         "drain_ms": round(drained * 1000),
+    }, over_replied
+
+
+def _timestamp(value: datetime | None) -> float | None:
+    return None if value is None else round(value.timestamp(), 3)
+
+
+def _over_replied_describe(
+    conn: psycopg.Connection[Any],
+    chat: ChatExpectation,
+    expected: int,
+    counted: int,
+    records: list[tuple[int, dict[str, Any]]],
+) -> dict[str, Any]:
+    """Return one chat's expectation (with the processed updates the check
+    counted for it), the calls the fake API received for it in order, and
+    its processed updates and outbox rows as they are now."""
+    first_update = (chat.chat_id - CHAT_ID_BASE) * UPDATES_PER_CHAT
+    processed = [
+        {"update_id": int(update_id), "bot_id": int(bot_id), "at": _timestamp(at)}
+        for update_id, bot_id, at in conn.execute(
+            "SELECT update_id, bot_id, created_at FROM bots_processedupdate"
+            " WHERE update_id >= %s AND update_id < %s ORDER BY update_id",
+            [first_update, first_update + UPDATES_PER_CHAT],
+        ).fetchall()
+    ]
+    outbox = [
+        {
+            "id": int(row[0]),
+            "bot_id": int(row[1]),
+            "update_id": row[2],
+            "method": row[3],
+            "status": row[4],
+            "attempts": int(row[5]),
+            "last_error": row[6],
+            "text": row[7][:TEXT_PREFIX] if row[7] is not None else None,
+            "callback_query_id": row[8],
+            "created_at": _timestamp(row[9]),
+            "sent_at": _timestamp(row[10]),
+            "next_attempt_at": _timestamp(row[11]),
+            "lease_until": _timestamp(row[12]),
+        }
+        for row in conn.execute(
+            "SELECT id, bot_id, update_id, method, status, attempts, last_error,"
+            " payload->>'text', payload->>'callback_query_id', created_at,"
+            " sent_at, next_attempt_at, lease_until FROM bots_outboundmessage"
+            " WHERE chat_id = %s ORDER BY id",
+            [chat.chat_id],
+        ).fetchall()
+    ]
+
+    return {
+        "expected": {
+            **asdict(chat),
+            "expected_calls": expected,
+            "processed_counted": counted,
+        },
+        "calls": [
+            call_describe(call) for chat_id, call in records if chat_id == chat.chat_id
+        ],
+        "processed": processed,
+        "outbox": outbox,
     }
 
 
@@ -410,7 +559,9 @@ def _run_one(
         },
     )
     if target == "botfactory":
-        run.correctness = _botfactory_check(targets.stack, result)
+        run.correctness, run.over_replied = _botfactory_check(targets.stack, result)
+        if run.over_replied:
+            _over_replied_report(targets.stack, run)
         run.passed = not any(
             value
             for key, value in run.correctness.items()
@@ -428,6 +579,20 @@ def _run_one(
     )
 
     return run
+
+
+def _over_replied_report(stack: Stack, run: RunResult) -> None:
+    # Kept beside the processes' logs (--keep-logs keeps them) and in the
+    # results JSON, which holds every run.
+    path = stack.work_dir / f"over-replied-{run.target}-{run.round}.json"
+    path.write_text(json.dumps(run.over_replied, indent=1) + "\n")
+    logger.warning(
+        "%s chats got more Bot API calls than expected; details in %s.",
+        len(run.over_replied),
+        path,
+    )
+    for chat in run.over_replied:
+        logger.warning("Over-replied chat: %s", json.dumps(chat))
 
 
 def _lag_run(
@@ -452,6 +617,9 @@ def _lag_run(
         seconds=seconds,
         core=targets.core,
         pace_rps=rate,
+    )
+    unanswered_redeliver(
+        url=stack.web_url, secret=stack.webhook_secret, requests=result.unanswered
     )
     _drain(stack)
     low, high = _chat_range(result.chats)

@@ -114,7 +114,9 @@ function init(args)
   chats = {}
   -- What done() reads: wrk copies only flat tables between threads.
   rows = {}
-  flight = { chat = 0, calls = -1, generation = -1 }
+  -- The update sent and not yet answered 200: its chat, what that chat
+  -- should show if it was processed, and the request's path and body.
+  flight = { chat = 0, calls = -1, generation = -1, path = "", body = "" }
   for n = 1, per_connection do
     local index = first_chat + thread_index * per_connection + (n - 1)
     local chat = {
@@ -211,6 +213,8 @@ function request()
   flight.chat = chat.id
   flight.calls = chat.calls + step.calls
   flight.generation = chat.generation + step.gen
+  flight.path = path
+  flight.body = body
   return pending.request
 end
 
@@ -250,8 +254,11 @@ function response(status, headers, body)
 end
 
 -- Each chat's row, then the calls and generation it should have if the
--- update in flight at the end was processed (else -1, -1). Runs in the
--- main state, on copies of a thread's globals.
+-- update in flight at the end was processed (else -1, -1), and that update's
+-- request (null when none was in flight): the server may still be working
+-- on it after wrk has stopped, so the runner sends it again, as Telegram
+-- re-delivers an unanswered update, and reads the results only once it is
+-- answered. Runs in the main state, on copies of a thread's globals.
 local function report(thread)
   local flight = thread:get("flight")
   local rows = {}
@@ -267,9 +274,16 @@ local function report(thread)
   for status, count in pairs(thread:get("statuses")) do
     codes[#codes + 1] = string.format('"%d":%d', status, count)
   end
+  local unanswered = "null"
+  if flight.chat ~= 0 then
+    unanswered = string.format(
+      '{"path":%s,"body":%s}', json_string(flight.path), json_string(flight.body)
+    )
+  end
   return string.format(
-    '{"chats":[%s],"statuses":{%s},"resent":%d}',
-    table.concat(rows, ","), table.concat(codes, ","), thread:get("resent")
+    '{"chats":[%s],"statuses":{%s},"resent":%d,"flight":%s}',
+    table.concat(rows, ","), table.concat(codes, ","), thread:get("resent"),
+    unanswered
   )
 end
 

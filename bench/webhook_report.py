@@ -71,6 +71,14 @@ class ChatExpectation:
     flight_generation: int
 
 
+@dataclass(frozen=True)
+class UnansweredRequest:
+    """A webhook request that had no 200 when the generator stopped."""
+
+    path: str
+    body: str
+
+
 @dataclass
 class WrkResult:
     requests: int
@@ -80,6 +88,10 @@ class WrkResult:
     statuses: dict[str, int]
     resent: int
     chats: list[ChatExpectation]
+    # At most one per connection. The target may take such an update after
+    # wrk has stopped: until it answers a re-delivery, what it left behind
+    # can still change.
+    unanswered: list[UnansweredRequest] = field(default_factory=list)
 
     @property
     def requests_per_second(self) -> float:
@@ -109,11 +121,14 @@ def wrk_output_parse(stdout: str) -> WrkResult:
     statuses: dict[str, int] = {}
     resent = 0
     chats = []
+    unanswered = []
     for thread in document["threads"]:
         for status, count in thread["statuses"].items():
             statuses[status] = statuses.get(status, 0) + int(count)
         resent += int(thread["resent"])
         chats += [ChatExpectation(*row) for row in thread["chats"]]
+        if thread["flight"] is not None:
+            unanswered.append(UnansweredRequest(**thread["flight"]))
     latency = document["latency_us"]
 
     return WrkResult(
@@ -124,6 +139,7 @@ def wrk_output_parse(stdout: str) -> WrkResult:
         statuses=statuses,
         resent=resent,
         chats=chats,
+        unanswered=unanswered,
     )
 
 
@@ -149,6 +165,19 @@ class Correctness:
         )
 
 
+def _took_flight(chat: ChatExpectation, rows: int) -> bool:
+    return chat.flight_calls >= 0 and rows == chat.accepted + 1
+
+
+def _expected(chat: ChatExpectation, rows: int) -> tuple[int, int]:
+    """Return the calls and generation the chat should show, given that the
+    target left ``rows`` processed updates for it."""
+    if _took_flight(chat, rows):
+        return chat.flight_calls, chat.flight_generation
+
+    return chat.calls, chat.generation
+
+
 def correctness_count(
     chats: list[ChatExpectation],
     *,
@@ -168,15 +197,10 @@ def correctness_count(
     for chat in chats:
         result.accepted += chat.accepted
         rows = processed.get(chat.chat_id, 0)
-        expected_calls, expected_generation = chat.calls, chat.generation
-        in_flight = chat.flight_calls >= 0
-        if in_flight and rows == chat.accepted + 1:
-            expected_calls = chat.flight_calls
-            expected_generation = chat.flight_generation
-        elif rows < chat.accepted:
-            result.missing_updates += chat.accepted - rows
-        elif rows > chat.accepted:
-            result.unexpected_updates += rows - chat.accepted
+        expected_calls, expected_generation = _expected(chat, rows)
+        if not _took_flight(chat, rows):
+            result.missing_updates += max(chat.accepted - rows, 0)
+            result.unexpected_updates += max(rows - chat.accepted, 0)
 
         got = calls.get(chat.chat_id, 0)
         result.missing_replies += max(expected_calls - got, 0)
@@ -262,6 +286,9 @@ class RunResult:
     # Resident memory of each web worker before and after the run.
     workers_rss_mb: dict[str, list[float]] = field(default_factory=dict)
     requests: int = 0
+    # Chats that got more Bot API calls than expected: what the fake API
+    # received for each, and its outbox rows (see webhook_bench).
+    over_replied: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cpu_ms_per_request(self) -> float | None:
@@ -445,11 +472,14 @@ def markdown_render(
         f"{medians_render(runs)}\n"
         "## Every run\n\n"
         f"{table_render(runs)}\n"
-        f"{verdict} The check, after the outbox drained: every update answered "
+        f"{verdict} The check, once the update each connection left unanswered "
+        "was delivered again until answered 200 (as Telegram re-delivers) and "
+        "the outbox drained: every update answered "
         "200 has its processed-update row, its conversation's generation is the "
         "one the flow predicts, and the fake Bot API got exactly the predicted "
         "number of calls per chat (messages and callback answers). The aiogram "
-        "peer's replies are counted the same way (it keeps no row to check).\n\n"
+        "peer's replies are counted the same way (it keeps no row to check, and "
+        "nothing is delivered again: it would handle a re-delivery twice).\n\n"
         "## Delivery lag (BotFactory)\n\n"
         f"{lag_text}\n"
         "## Workload\n\n"
@@ -515,3 +545,51 @@ def results_write(
     (directory / f"{name}.json").write_text(json.dumps(document, indent=2) + "\n")
 
     return medians_render(runs)
+
+
+def chats_over_replied(
+    chats: list[ChatExpectation],
+    *,
+    processed: dict[int, int],
+    calls: dict[int, int],
+    limit: int = 10,
+) -> list[tuple[ChatExpectation, int]]:
+    """Return up to ``limit`` chats that got more Bot API calls than
+    expected, each with the number expected, in chat order."""
+    over = []
+    for chat in sorted(chats, key=lambda chat: chat.chat_id):
+        expected_calls, _ = _expected(chat, processed.get(chat.chat_id, 0))
+        if calls.get(chat.chat_id, 0) > expected_calls:
+            over.append((chat, expected_calls))
+
+    return over[:limit]
+
+
+# Enough of a reply's text to tell the demo bot's messages apart.
+TEXT_PREFIX = 40
+
+
+def call_describe(call: dict[str, Any]) -> dict[str, Any]:
+    """Return what tells one recorded fake Bot API call from another: its
+    method, answer status, time and the parameters that identify it."""
+    params = call.get("params") or {}
+    described: dict[str, Any] = {
+        "method": call["method"],
+        "status": call.get("status"),
+        "at": call["at"],
+    }
+    if "text" in params:
+        described["text"] = str(params["text"])[:TEXT_PREFIX]
+    if "callback_query_id" in params:
+        described["callback_query_id"] = params["callback_query_id"]
+    markup = params.get("reply_markup")
+    if isinstance(markup, str):
+        markup = json.loads(markup)
+    if isinstance(markup, dict) and markup.get("inline_keyboard"):
+        described["buttons"] = [
+            button.get("callback_data")
+            for row in markup["inline_keyboard"]
+            for button in row
+        ]
+
+    return described

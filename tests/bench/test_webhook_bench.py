@@ -18,15 +18,18 @@ from typing import Any
 
 import pytest
 
-from bench.webhook_bench import LUA_SCRIPT
+from bench.webhook_bench import LUA_SCRIPT, unanswered_redeliver
 from bench.webhook_report import (
     CHAT_ID_BASE,
     ChatExpectation,
     Correctness,
     LagResult,
     RunResult,
+    UnansweredRequest,
+    call_describe,
     chat_of_callback,
     chat_of_update,
+    chats_over_replied,
     correctness_count,
     lags_match,
     markdown_render,
@@ -57,8 +60,10 @@ WRK_LINE = (
     '"errors":{"connect":1,"read":2,"write":0,"status":3,"timeout":4},'
     '"latency_us":{"p50":1500,"p95":4250,"p99":9000,"mean":1800.5,"max":12000},'
     '"threads":[{"chats":[[700000000,11,10,9,15,7,17,8]],"statuses":{"200":9,'
-    '"503":3},"resent":3},{"chats":[[700000001,12,4,4,6,3,-1,-1]],'
-    '"statuses":{"200":4},"resent":0}]}'
+    '"503":3},"resent":3,"flight":{"path":"/telegram/11/webhook",'
+    '"body":"{\\u0022update_id\\u0022:9}"}},'
+    '{"chats":[[700000001,12,4,4,6,3,-1,-1]],'
+    '"statuses":{"200":4},"resent":0,"flight":null}]}'
 )
 
 
@@ -120,6 +125,9 @@ def test_wrk_output_parse_reads_the_script_line_among_wrk_output():
     assert result.chats == [
         ChatExpectation(700000000, 11, 10, 9, 15, 7, 17, 8),
         ChatExpectation(700000001, 12, 4, 4, 6, 3, -1, -1),
+    ]
+    assert result.unanswered == [
+        UnansweredRequest(path="/telegram/11/webhook", body='{"update_id":9}')
     ]
 
 
@@ -190,6 +198,81 @@ def test_correctness_count_without_state_checks_only_replies():
     )
 
     assert result == Correctness(accepted=10, missing_replies=16)
+
+
+def test_chats_over_replied_names_the_chats_with_more_calls_than_expected():
+    # Given one chat that got what it should, one with two calls too many,
+    # and one whose update in flight was processed and answered
+    chats = [
+        _chat(chat_id=700000007),
+        _chat(chat_id=700000006),
+        _chat(sent=11, flight_calls=18, flight_generation=10),
+    ]
+
+    # When the chats are checked against the calls found
+    over = chats_over_replied(
+        chats,
+        processed={700000005: 11, 700000006: 10, 700000007: 10},
+        calls={700000005: 18, 700000006: 16, 700000007: 18},
+    )
+
+    # Then only the chat with extra calls is named, with what it expected
+    assert over == [(_chat(chat_id=700000007), 16)]
+
+
+def test_chats_over_replied_keeps_the_first_chats_up_to_the_limit():
+    chats = [_chat(chat_id=700000000 + n) for n in range(5, 0, -1)]
+
+    over = chats_over_replied(
+        chats,
+        processed={chat.chat_id: 10 for chat in chats},
+        calls={chat.chat_id: 17 for chat in chats},
+        limit=2,
+    )
+
+    assert over == [(_chat(chat_id=700000001), 16), (_chat(chat_id=700000002), 16)]
+
+
+def test_call_describe_keeps_what_tells_calls_apart():
+    send = {
+        "method": "sendMessage",
+        "token": "1:secret",
+        "status": 200,
+        "at": 1700000000.25,
+        "params": {
+            "chat_id": 700000005,
+            "text": "What would you like to drink? Pick one below, please.",
+            "reply_markup": json.dumps(
+                {
+                    "inline_keyboard": [
+                        [{"text": "Latte", "callback_data": "3:order:0:olatte"}],
+                        [{"text": "Tea", "callback_data": "3:order:0:otea"}],
+                    ]
+                }
+            ),
+        },
+    }
+    answer = {
+        "method": "answerCallbackQuery",
+        "token": "1:secret",
+        "status": 200,
+        "at": 1700000000.5,
+        "params": {"callback_query_id": "700000005:12"},
+    }
+
+    assert call_describe(send) == {
+        "method": "sendMessage",
+        "status": 200,
+        "at": 1700000000.25,
+        "text": "What would you like to drink? Pick one b",
+        "buttons": ["3:order:0:olatte", "3:order:0:otea"],
+    }
+    assert call_describe(answer) == {
+        "method": "answerCallbackQuery",
+        "status": 200,
+        "at": 1700000000.5,
+        "callback_query_id": "700000005:12",
+    }
 
 
 def test_ids_lead_back_to_their_chat():
@@ -506,6 +589,20 @@ def test_lua_flow_presses_buttons_the_runtime_sent(recording_server):
             )
         assert chat.accepted > 41
 
+    # And the update each connection left unanswered is reported, as it
+    # was sent: the last one of a chat whose next update was never read
+    unanswered = {
+        json.loads(request.body)["update_id"]: request for request in result.unanswered
+    }
+    in_flight = [chat for chat in result.chats if chat.flight_calls >= 0]
+    assert len(unanswered) == len(result.unanswered) == len(in_flight) <= 2
+    for chat in in_flight:
+        index = chat.chat_id - CHAT_ID_BASE
+        request = unanswered[index * 100_000 + chat.sent - 1]
+        assert request.path == f"/telegram/{(11, 12, 13)[index % 3]}/webhook"
+        if len(by_chat[chat.chat_id]) == chat.sent:
+            assert json.loads(request.body) == by_chat[chat.chat_id][-1][1]
+
     # And the first four rounds of each chat hold the announced mix
     assert sorted(by_chat) == [CHAT_ID_BASE + n for n in range(40, 44)]
     assert kinds == {
@@ -514,3 +611,73 @@ def test_lua_flow_presses_buttons_the_runtime_sent(recording_server):
         "TextEvent": 4 * 13,
         "invalid": 4,
     }
+
+
+# Re-delivering the updates left unanswered
+
+
+class _Refuser(BaseHTTPRequestHandler):
+    """Answers 503 to the first ``refuse`` webhook posts, then 200."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        server: Any = self.server
+        secret = self.headers["X-Telegram-Bot-Api-Secret-Token"]
+        server.posts.append((self.path, body.decode(), secret))
+        refused = len(server.posts) <= server.refuse
+        self.send_response(503 if refused else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def refusing_server() -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _Refuser)
+    server.posts = []
+    server.refuse = 2
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_unanswered_redeliver_sends_each_update_again_until_it_is_answered(
+    refusing_server,
+):
+    # Given two updates left unanswered, and a server that refuses twice
+    url = f"http://127.0.0.1:{refusing_server.server_address[1]}"
+    requests = [
+        UnansweredRequest(path="/telegram/11/webhook", body='{"update_id":4}'),
+        UnansweredRequest(path="/telegram/12/webhook", body='{"update_id":7}'),
+    ]
+
+    # When they are re-delivered
+    deliveries = unanswered_redeliver(url=url, secret="s3", requests=requests)
+
+    # Then the first went until it was taken, the second once, both as sent
+    assert deliveries == 4
+    assert refusing_server.posts == [
+        ("/telegram/11/webhook", '{"update_id":4}', "s3"),
+        ("/telegram/11/webhook", '{"update_id":4}', "s3"),
+        ("/telegram/11/webhook", '{"update_id":4}', "s3"),
+        ("/telegram/12/webhook", '{"update_id":7}', "s3"),
+    ]
+
+
+def test_unanswered_redeliver_gives_up_on_an_update_refused_for_too_long(
+    refusing_server,
+):
+    refusing_server.refuse = 1_000_000
+    url = f"http://127.0.0.1:{refusing_server.server_address[1]}"
+    request = UnansweredRequest(path="/telegram/11/webhook", body="{}")
+
+    with pytest.raises(RuntimeError, match="still refused \\(503\\)"):
+        unanswered_redeliver(url=url, secret="s", requests=[request], within=0.2)
+
+    assert 1 <= len(refusing_server.posts) <= 3
