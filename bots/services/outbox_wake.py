@@ -132,6 +132,9 @@ def _send_enqueue_unless_queued(bot_id: int, chat_id: int) -> None:
 
 def send_mark_forget(bot_id: int, chat_id: int) -> None:
     """Forget that a send task waits for the chat; never raise."""
+    if _uses_ready_set():
+        # Senders are woken through the ready set then: no mark was set.
+        return
     try:
         caches["default"].delete(_queued_key(bot_id, chat_id))
     except Exception:
