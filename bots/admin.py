@@ -2,6 +2,7 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
 from django.db.models import F, QuerySet
@@ -26,10 +27,10 @@ from bots.models import (
 )
 from bots.observability import spec_reload_record
 from bots.services.access import Level, bot_access_require
-from bots.services.bots import bot_activate, bot_deactivate
+from bots.services.bots import bot_activate, bot_deactivate, bot_sql_schema_apply
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
 from bots.services.transcripts import transcript_steps_problem
-from bots.sql import sql_deprovision
+from bots.sql import SqlSchemaError, sql_deprovision, sql_schema_check
 from bots.studio.urls import studio_links, studio_urls
 from i18n.admin import TranslationAdmin, TranslationAdminForm
 from i18n.models import Translation
@@ -83,12 +84,20 @@ class BotAdminForm(forms.ModelForm):
             "is_active",
             "allows_sql_writes",
             "draft_spec",
+            "sql_schema_postgresql",
+            "sql_schema_sqlite",
         ]
         field_classes = {"draft_spec": SpecJSONField}
         widgets = {
             "draft_spec": forms.Textarea(
                 attrs={"rows": 30, "cols": 100, "style": "font-family: monospace"}
-            )
+            ),
+            "sql_schema_postgresql": forms.Textarea(
+                attrs={"rows": 15, "cols": 100, "style": "font-family: monospace"}
+            ),
+            "sql_schema_sqlite": forms.Textarea(
+                attrs={"rows": 15, "cols": 100, "style": "font-family: monospace"}
+            ),
         }
 
     def clean_new_token(self) -> str:
@@ -136,6 +145,23 @@ class BotAdminForm(forms.ModelForm):
             ) from None
 
         return source
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        name = (
+            "sql_schema_postgresql" if settings.IS_POSTGRESQL else "sql_schema_sqlite"
+        )
+        statements = cleaned.get(name)
+        if not statements or name not in self.changed_data or self.instance.pk is None:
+            return cleaned
+
+        # Tried and rolled back here; the admin applies it after the save.
+        try:
+            sql_schema_check(bot=self.instance, statements=statements)
+        except SqlSchemaError as exc:
+            self.add_error(name, forms.ValidationError(exc.message, code=exc.code))
+
+        return cleaned
 
     def save(self, commit: bool = True) -> Bot:
         bot = super().save(commit=False)
@@ -189,7 +215,30 @@ class BotAdmin(BotAccessMixin, admin.ModelAdmin):
             },
         ),
         (_("Spec"), {"fields": ["live_version", "draft_spec", "allows_sql_writes"]}),
+        (
+            _("SQL schema"),
+            {
+                "fields": ["sql_schema_postgresql", "sql_schema_sqlite"],
+                "description": _(
+                    "The bot's own tables. Saving runs the statements for this "
+                    "server's database in the bot's schema, all or nothing; "
+                    "only superusers may change them, since they run as the "
+                    "database owner."
+                ),
+            },
+        ),
     ]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: Bot | None = None
+    ) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        # The DDL runs as the runtime's database user, not the bot's role;
+        # a new bot gets its schema on its change page, once it has an id.
+        if obj is None or not request.user.is_superuser:
+            fields += ["sql_schema_postgresql", "sql_schema_sqlite"]
+
+        return fields
 
     def get_urls(self) -> list[URLPattern]:
         # Studio pages come first: the default catch-all would take them.
@@ -228,6 +277,10 @@ class BotAdmin(BotAccessMixin, admin.ModelAdmin):
         self, request: HttpRequest, obj: Bot, form: Any, change: bool
     ) -> None:
         super().save_model(request, obj, form, change)
+        schema_fields = {"sql_schema_postgresql", "sql_schema_sqlite"}
+        if change and schema_fields & set(form.changed_data):
+            # Checked by the form; this applies it in the admin's transaction.
+            bot_sql_schema_apply(bot=obj)
         if not change or "is_active" not in form.changed_data:
             return
 

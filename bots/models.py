@@ -62,6 +62,21 @@ class Bot(models.Model):
         help_text=_("Nodes may declare write mode only when this is on."),
     )
     sql_password = EncryptedTextField(blank=True, editable=False)
+    # The DDL of the bot's own tables, one text per backend: the server
+    # applies the one of its own database (see bot_sql_schema_apply).
+    sql_schema_postgresql = models.TextField(
+        _("SQL schema (PostgreSQL)"),
+        blank=True,
+        help_text=_(
+            "Statements that create the bot's own tables, run in its schema "
+            "when saved. Write them so that they can run again (IF NOT EXISTS)."
+        ),
+    )
+    sql_schema_sqlite = models.TextField(
+        _("SQL schema (SQLite)"),
+        blank=True,
+        help_text=_("The same tables for the embedded default's SQLite file."),
+    )
     # Bumped by a reload or a translation edit; caches are keyed by it, so
     # every process sees the change on its next update.
     cache_revision = models.PositiveIntegerField(default=0, editable=False)
@@ -106,6 +121,14 @@ class Bot(models.Model):
         bot_part, _sep, rest = self.token.partition(":")
 
         return f"{bot_part}:…{rest[-4:]}" if rest else "…"
+
+    @property
+    def sql_schema(self) -> str:
+        """The DDL of the bot's own tables for this server's database."""
+        if settings.IS_POSTGRESQL:
+            return self.sql_schema_postgresql
+
+        return self.sql_schema_sqlite
 
     @property
     def webhook_path(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 
 from botfactory.errors import ApplicationError
 from bots.models import TOKEN_RE, WEBHOOK_SECRET_VALIDATOR, Bot
@@ -63,18 +63,31 @@ def bot_username_refresh(*, bot: Bot) -> str:
     return username
 
 
-def _demo_files() -> tuple[dict[str, Any], dict[str, Any], str, list[Any]]:
+def _demo_files() -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     spec = json.loads((DEMO_DIR / "spec.json").read_text(encoding="utf-8"))
     translations = json.loads(
         (DEMO_DIR / "translations.json").read_text(encoding="utf-8")
     )
-    dialect = "postgresql" if connection.vendor == "postgresql" else "sqlite"
-    schema = (DEMO_DIR / f"schema_{dialect}.sql").read_text(encoding="utf-8")
     transcripts = json.loads(
         (DEMO_DIR / "transcripts.json").read_text(encoding="utf-8")
     )
 
-    return spec, translations, schema, transcripts
+    return spec, translations, transcripts
+
+
+def bot_sql_schema_apply(*, bot: Bot) -> None:
+    """Set up the bot's own database and run its stored SQL schema there.
+
+    The DDL for this server's database (``bot.sql_schema``) runs as the
+    runtime's own user in the bot's schema (or file), in one transaction,
+    and the bot's role is granted its tables. Safe to re-run when the DDL
+    is. Raises SqlSchemaError (code ``sql_schema_invalid``, with the
+    database's message) when a statement fails; nothing of the DDL is
+    applied then.
+    """
+    sql_provision(bot=bot)
+    if bot.sql_schema.strip():
+        sql_schema_apply(bot=bot, statements=bot.sql_schema)
 
 
 def demo_bot_load(
@@ -84,15 +97,15 @@ def demo_bot_load(
 
     An option given replaces the stored value; one left out keeps it (an
     empty token returns the bot to demo mode). The draft spec, the
-    translations, the SQL setting and the conversation tests shipped with
-    it are reset; the tests run before the publish. Raises
+    translations, the SQL setting and schema and the conversation tests
+    shipped with it are reset; the tests run before the publish. Raises
     BotConfigError for a malformed token or webhook secret.
     """
     if webhook_secret is not None:
         webhook_secret_check(webhook_secret)
     if token:
         token_check(token)
-    spec, translations, schema, transcripts = _demo_files()
+    spec, translations, transcripts = _demo_files()
 
     with transaction.atomic():
         bot, _created = Bot.objects.select_for_update().get_or_create(
@@ -105,14 +118,19 @@ def demo_bot_load(
             bot.webhook_secret = webhook_secret
         bot.allows_sql_writes = True
         bot.draft_spec = spec
+        bot.sql_schema_postgresql = (DEMO_DIR / "schema_postgresql.sql").read_text(
+            encoding="utf-8"
+        )
+        bot.sql_schema_sqlite = (DEMO_DIR / "schema_sqlite.sql").read_text(
+            encoding="utf-8"
+        )
         bot.save()
         translations_changed = translations_export(bot_id=bot.pk) != translations
         if translations_changed:
             translations_import(bot_id=bot.pk, data=translations, replace=True)
         transcripts_import(bot=bot, data=transcripts)
 
-    sql_provision(bot=bot)
-    sql_schema_apply(bot=bot, statements=schema)
+    bot_sql_schema_apply(bot=bot)
     if bot.token:
         try:
             bot_username_refresh(bot=bot)

@@ -1,7 +1,8 @@
 """A whole bot as one JSON file, so that bots can live in git and move.
 
 The file holds the bot's settings, its draft spec, its live spec, its
-translations and its transcripts. Left out by design: the token, the
+translations, its transcripts and the DDL of its own SQL tables (one text
+per database backend; never their rows). Left out by design: the token, the
 webhook secrets and the SQL password (secrets stay where they were set),
 the Telegram username (it follows the token), ids, times, cache revisions,
 and the history of published versions: versions are records of what ran on
@@ -19,8 +20,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings as django_settings
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from botfactory.errors import ApplicationError
@@ -34,8 +36,10 @@ from bots.services.access import (
     user_may_add_bot,
 )
 from bots.services.audit import Action, audit_record
+from bots.services.bots import bot_sql_schema_apply
 from bots.services.specs import SpecRejectedError, spec_check, spec_publish
 from bots.services.transcripts import transcript_steps_problem
+from bots.sql import SqlSchemaError, sql_deprovision
 from i18n.locales import locale_normalize
 from i18n.models import Translation
 from i18n.services import TranslationInvalidError
@@ -44,7 +48,9 @@ from i18n.transfer import translations_export, translations_import
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "botfactory.bot"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Version 1 files have no "sql_schema": they import as bots without one.
+FORMAT_VERSIONS_READ = (1, 2)
 # A bot file is a spec, its texts and its tests: far below this.
 FILE_MAX_BYTES = 5 * 1024 * 1024
 
@@ -56,7 +62,9 @@ _TOP_FIELDS = {
     "live_spec",
     "translations",
     "transcripts",
+    "sql_schema",
 }
+_SQL_SCHEMA_FIELDS = {"postgresql", "sqlite"}
 _BOT_FIELDS = {"slug", "name", "default_locale", "is_active", "allows_sql_writes"}
 _TRANSCRIPT_FIELDS = {"name", "locale", "steps", "is_draft"}
 _NAME_MAX = 100
@@ -120,6 +128,10 @@ def bot_export(*, bot: Bot) -> dict[str, Any]:
         "live_spec": live,
         "translations": {"locales": translations["locales"]},
         "transcripts": _transcripts_export(bot),
+        "sql_schema": {
+            "postgresql": bot.sql_schema_postgresql,
+            "sqlite": bot.sql_schema_sqlite,
+        },
     }
 
 
@@ -188,25 +200,53 @@ class _Checked:
     live_spec: dict[str, Any] | None
     translations: dict[str, Any]
     transcripts: list[dict[str, Any]]
+    sql_schema: dict[str, str]
+
+    @property
+    def sql_schema_here(self) -> str:
+        """The DDL for this server's database backend."""
+        dialect = "postgresql" if django_settings.IS_POSTGRESQL else "sqlite"
+
+        return self.sql_schema[dialect]
 
 
-def _format_check(data: dict[str, Any]) -> None:
+def _format_check(data: dict[str, Any]) -> int:
     if data.get("format") != FORMAT_NAME:
         raise BotTransferError(
             {"format": [f"Not a bot file: format must be {FORMAT_NAME!r}."]},
             code="bot_file_format",
         )
     version = data.get("format_version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
+    if version not in FORMAT_VERSIONS_READ or isinstance(version, bool):
+        readable = ", ".join(str(number) for number in FORMAT_VERSIONS_READ)
         raise BotTransferError(
             {
                 "format_version": [
                     f"Format version {version!r} is not supported; this server "
-                    f"reads version {FORMAT_VERSION}."
+                    f"reads versions {readable}."
                 ]
             },
             code="bot_file_version",
         )
+
+    return int(version)
+
+
+def _sql_schema_check(raw: Any, problems: _Problems) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        problems.add("sql_schema", "Give an object with postgresql and sqlite.")
+        return {"postgresql": "", "sqlite": ""}
+    problems.unknown(raw, _SQL_SCHEMA_FIELDS, "sql_schema.")
+
+    checked: dict[str, str] = {}
+    for dialect in sorted(_SQL_SCHEMA_FIELDS):
+        text = raw.get(dialect)
+        if not isinstance(text, str):
+            problems.add(f"sql_schema.{dialect}", "Give the DDL as text (or '').")
+            text = ""
+        checked[dialect] = text
+
+    return checked
 
 
 def _settings_check(
@@ -346,7 +386,7 @@ def bot_file_check(*, data: dict[str, Any], slug: str | None = None) -> _Checked
     ``bot_file_format`` or ``bot_file_version`` for a file of another kind
     or version (nothing else is checked then), ``bot_file_invalid`` else.
     """
-    _format_check(data)
+    version = _format_check(data)
     unstorable = json_unstorable_path(data)
     if unstorable is not None:
         raise BotTransferError(
@@ -359,13 +399,19 @@ def bot_file_check(*, data: dict[str, Any], slug: str | None = None) -> _Checked
         )
 
     problems = _Problems()
-    problems.unknown(data, _TOP_FIELDS, "")
-    for name in sorted(_TOP_FIELDS - set(data)):
+    known = _TOP_FIELDS if version >= 2 else _TOP_FIELDS - {"sql_schema"}
+    problems.unknown(data, known, "")
+    for name in sorted(known - set(data)):
         problems.add(name, "Missing field.")
     slug, settings = _settings_check(data.get("bot"), problems, slug)
     draft = _spec_check(data.get("draft_spec"), "draft_spec", problems, optional=False)
     live = _spec_check(data.get("live_spec"), "live_spec", problems, optional=True)
     transcripts = _transcripts_check(data.get("transcripts", []), problems)
+    sql_schema = (
+        _sql_schema_check(data.get("sql_schema", {}), problems)
+        if version >= 2 and "sql_schema" in data
+        else {"postgresql": "", "sqlite": ""}
+    )
     checked = _Checked(
         slug=slug,
         settings=settings,
@@ -373,6 +419,7 @@ def bot_file_check(*, data: dict[str, Any], slug: str | None = None) -> _Checked
         live_spec=live,
         translations=data.get("translations") or {},
         transcripts=transcripts,
+        sql_schema=sql_schema,
     )
     if "translations" in data:
         _translations_check(data["translations"], checked, problems)
@@ -382,9 +429,32 @@ def bot_file_check(*, data: dict[str, Any], slug: str | None = None) -> _Checked
     return checked
 
 
-def _access_check(*, author: Any, bot: Bot | None, publishes: bool) -> None:
+def _sql_schema_differs(checked: _Checked, bot: Bot | None) -> bool:
+    stored = {
+        "postgresql": bot.sql_schema_postgresql if bot is not None else "",
+        "sqlite": bot.sql_schema_sqlite if bot is not None else "",
+    }
+
+    return checked.sql_schema != stored
+
+
+def _access_check(
+    *, author: Any, bot: Bot | None, publishes: bool, sql_schema_changes: bool
+) -> None:
     if author is None:
         return
+    # The DDL runs as the runtime's own database user, not the bot's
+    # sandboxed role: only those who could run any SQL may supply it.
+    if sql_schema_changes and not author.is_superuser:
+        raise BotTransferError(
+            {
+                "sql_schema": [
+                    "Only a superuser may import a bot file whose SQL schema "
+                    "differs from the bot's."
+                ]
+            },
+            code="sql_schema_forbidden",
+        )
     if bot is None:
         if not user_may_add_bot(user=author):
             raise PermissionDenied
@@ -429,8 +499,61 @@ def _transcripts_replace(bot: Bot, transcripts: list[dict[str, Any]]) -> None:
         )
 
 
-# TODO: the bot's own SQL schema is not in the file; a bot with SQL nodes
-# needs its tables created on the server it moves to.
+def _sql_schema_stage(*, existing: Bot | None, checked: _Checked) -> Bot:
+    """Store the file's SQL schema on the bot and apply it, committed.
+
+    A bot's tests run its SQL nodes on its own database connection, which
+    sees only committed tables; so the schema is applied before the rest of
+    the import, and a new bot is created here (inactive until the rest
+    commits). Raises BotTransferError ``sql_schema_invalid`` (nothing of it
+    stays then) or ``slug_taken``.
+    """
+    bot = existing or Bot(
+        slug=checked.slug,
+        name=checked.settings["name"],
+        default_locale=checked.settings["default_locale"],
+        is_active=False,
+    )
+    try:
+        with transaction.atomic():
+            bot.allows_sql_writes = checked.settings["allows_sql_writes"]
+            bot.sql_schema_postgresql = checked.sql_schema["postgresql"]
+            bot.sql_schema_sqlite = checked.sql_schema["sqlite"]
+            bot.save()
+            bot_sql_schema_apply(bot=bot)
+    except IntegrityError:
+        raise _slug_taken(checked.slug, "bot.slug") from None
+    except SqlSchemaError as exc:
+        if existing is None and bot.pk is not None:
+            # An SQLite file is not part of the rolled-back transaction.
+            sql_deprovision(bot=bot)
+        dialect = "postgresql" if django_settings.IS_POSTGRESQL else "sqlite"
+        raise BotTransferError(
+            {f"sql_schema.{dialect}": [exc.message]}, code="sql_schema_invalid"
+        ) from exc
+
+    return bot
+
+
+def _slug_taken(slug: str, where: str) -> BotTransferError:
+    return BotTransferError(
+        {
+            where: [
+                f"A bot with slug {slug!r} exists; choose another slug "
+                "or replace that bot."
+            ]
+        },
+        code="slug_taken",
+    )
+
+
+def _staged_remove(bot: Bot) -> None:
+    # TODO: a crash before this runs leaves the staged bot, inactive and
+    # without a live version; deleting it in the admin removes it all.
+    sql_deprovision(bot=bot)
+    Bot.objects.filter(pk=bot.pk).delete()
+
+
 def bot_import(
     *,
     data: dict[str, Any],
@@ -444,38 +567,78 @@ def bot_import(
     settings, the draft, the translations and transcripts (those the file
     does not hold are removed), and, when the file has a live spec that
     differs from the bot's, a publish of it (which runs the transcripts).
-    Tokens and secrets are never touched; a new bot starts in demo mode.
+    When the file carries DDL for this server's database that the bot does
+    not have yet, it is stored and applied first, in its own transaction,
+    because the transcripts' SQL nodes see only committed tables: if the
+    rest then fails, a new bot is removed again, while a replaced bot keeps
+    the new schema (and SQL-writes setting). Tokens and secrets are never
+    touched; a new bot starts in demo mode.
     ``slug`` overrides the file's. With ``author`` (a member of staff; a
     command passes none) creating needs the add permission, updating EDIT
-    and publishing PUBLISH. Audited as an import.
+    and publishing PUBLISH, and a changed SQL schema a superuser. Audited
+    as an import.
 
     Raises BotTransferError (``slug_taken`` when the slug exists and
-    ``replace`` is off), SpecRejectedError or TranscriptsFailedError from
-    the publish, and PermissionDenied; nothing changes then.
+    ``replace`` is off, ``sql_schema_forbidden``, ``sql_schema_invalid``
+    with the database's message), SpecRejectedError or
+    TranscriptsFailedError from the publish, and PermissionDenied; nothing
+    changes then (but for a replaced bot's schema, see above).
     """
     checked = bot_file_check(data=data, slug=slug)
     existing = Bot.objects.filter(slug=checked.slug).first()
     if existing is not None and not replace:
-        raise BotTransferError(
-            {
-                "bot.slug" if slug is None else "slug": [
-                    f"A bot with slug {checked.slug!r} exists; choose another slug "
-                    "or replace that bot."
-                ]
-            },
-            code="slug_taken",
-        )
+        raise _slug_taken(checked.slug, "bot.slug" if slug is None else "slug")
     live = existing.live_version if existing is not None else None
     publishes = checked.live_spec is not None and (
         live is None or live.source != checked.live_spec
     )
-    _access_check(author=author, bot=existing, publishes=publishes)
+    schema_differs = _sql_schema_differs(checked, existing)
+    _access_check(
+        author=author,
+        bot=existing,
+        publishes=publishes,
+        sql_schema_changes=schema_differs,
+    )
 
+    staged: Bot | None = None
+    if checked.sql_schema_here.strip() and (
+        schema_differs
+        or existing is None
+        or existing.allows_sql_writes != checked.settings["allows_sql_writes"]
+    ):
+        staged = _sql_schema_stage(existing=existing, checked=checked)
+    written = False
+    try:
+        result = _import_write(
+            checked=checked,
+            existing=existing,
+            staged=staged,
+            author=author,
+            publishes=publishes,
+        )
+        written = True
+    finally:
+        if not written and existing is None and staged is not None:
+            _staged_remove(staged)
+
+    return result
+
+
+def _import_write(
+    *,
+    checked: _Checked,
+    existing: Bot | None,
+    staged: Bot | None,
+    author: Any,
+    publishes: bool,
+) -> BotImportResult:
     with transaction.atomic():
-        bot = existing or Bot(slug=checked.slug)
+        bot = staged or existing or Bot(slug=checked.slug)
         for name, value in checked.settings.items():
             setattr(bot, name, value)
         bot.draft_spec = checked.draft_spec
+        bot.sql_schema_postgresql = checked.sql_schema["postgresql"]
+        bot.sql_schema_sqlite = checked.sql_schema["sqlite"]
         bot.save()
         if existing is None and author is not None and not author.is_superuser:
             bot_access_grant(bot=bot, user=author, level=Level.PUBLISH, actor=author)

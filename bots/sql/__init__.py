@@ -9,6 +9,7 @@ from bots.sql.services import (
     sql_provision,
     sql_run,
     sql_schema_apply,
+    sql_schema_check,
 )
 
 __all__ = [
@@ -21,4 +22,5 @@ __all__ = [
     "sql_provision",
     "sql_run",
     "sql_schema_apply",
+    "sql_schema_check",
 ]

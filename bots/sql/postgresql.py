@@ -180,25 +180,51 @@ def provision(*, bot: Bot) -> None:
             bot.save(update_fields=["sql_password"])
 
 
-def schema_apply(*, bot: Bot, statements: str) -> None:
+def _schema_error(exc: DatabaseError) -> SqlSchemaError:
+    cause = exc.__cause__ or exc
+    diag = getattr(cause, "diag", None)
+    # The server's own words (never values: DDL holds none from chats).
+    detail = (diag.message_primary if diag is not None else None) or str(cause)
+    position = diag.statement_position if diag is not None else None
+    if position:
+        detail = f"{detail} (at character {position})"
+
+    return SqlSchemaError(
+        f"The bot's SQL schema could not be applied: {detail}",
+        code="sql_schema_invalid",
+        extra={"error_class": type(cause).__name__, "sql_error": detail},
+    )
+
+
+def schema_apply(*, bot: Bot, statements: str, check: bool = False) -> None:
     role, schema = role_name(bot.pk), schema_name(bot.pk)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
+            # Restored below: inside an outer transaction a LOCAL setting
+            # would otherwise outlive this block and hide the catalogue.
+            cursor.execute("SELECT current_setting('search_path')")
+            previous = cursor.fetchone()[0]
+            if check:
+                _owner_execute(
+                    cursor,
+                    "CREATE SCHEMA IF NOT EXISTS {schema}",
+                    schema=sql.Identifier(schema),
+                )
             _owner_execute(
                 cursor,
                 "SET LOCAL search_path TO {schema}, pg_temp",
                 schema=sql.Identifier(schema),
             )
             cursor.execute(statements)
-            _grants_apply(
-                cursor, role=role, schema=schema, writes=bot.allows_sql_writes
-            )
+            cursor.execute("SELECT set_config('search_path', %s, true)", [previous])
+            if check:
+                transaction.set_rollback(True)
+            else:
+                _grants_apply(
+                    cursor, role=role, schema=schema, writes=bot.allows_sql_writes
+                )
     except DatabaseError as exc:
-        raise SqlSchemaError(
-            "The bot's schema could not be applied.",
-            code="sql_schema_invalid",
-            extra={"error_class": type(exc.__cause__ or exc).__name__},
-        ) from exc
+        raise _schema_error(exc) from exc
 
 
 def deprovision(*, bot: Bot) -> None:

@@ -51,6 +51,18 @@ def sql_schema_apply(*, bot: Bot, statements: str) -> None:
         sqlite.schema_apply(bot=bot, statements=statements)
 
 
+def sql_schema_check(*, bot: Bot, statements: str) -> None:
+    """Run DDL as ``sql_schema_apply`` would, then roll it back.
+
+    Against the bot's database when it exists, else an empty one. Raises
+    SqlSchemaError with the database's message when a statement fails.
+    """
+    if settings.IS_POSTGRESQL:
+        postgresql.schema_apply(bot=bot, statements=statements, check=True)
+    else:
+        sqlite.schema_apply(bot=bot, statements=statements, check=True)
+
+
 def sql_deprovision(*, bot: Bot) -> None:
     """Drop the bot's database (schema and role, or file) and its connections.
 

@@ -110,27 +110,35 @@ def provision(*, bot: Bot) -> None:
     path.chmod(0o600)
 
 
-def schema_apply(*, bot: Bot, statements: str) -> None:
+def _schema_error(detail: str, error_class: str) -> SqlSchemaError:
+    return SqlSchemaError(
+        f"The bot's SQL schema could not be applied: {detail}",
+        code="sql_schema_invalid",
+        extra={"error_class": error_class, "sql_error": detail},
+    )
+
+
+def schema_apply(*, bot: Bot, statements: str, check: bool = False) -> None:
     path = database_path(bot.pk)
-    if not path.exists():
+    if check and not path.exists():
+        opened = sqlite3.connect(":memory:", isolation_level=None)
+    elif path.exists():
+        opened = _connect(path, "rw")
+    else:
         raise SqlSchemaError(
             "The bot's database is not set up.", code="sql_not_provisioned"
         )
 
-    with contextlib.closing(_connect(path, "rw")) as conn:
+    end = "ROLLBACK" if check else "COMMIT"
+    with contextlib.closing(opened) as conn:
         try:
-            conn.executescript(f"BEGIN;\n{statements}\n;COMMIT;")
+            conn.executescript(f"BEGIN;\n{statements}\n;{end};")
         except sqlite3.Error as exc:
-            raise SqlSchemaError(
-                "The bot's schema could not be applied.",
-                code="sql_schema_invalid",
-                extra={"error_class": type(exc).__name__},
-            ) from exc
+            raise _schema_error(str(exc), type(exc).__name__) from exc
         # An unterminated comment at the end would swallow the COMMIT.
         if conn.in_transaction:
-            raise SqlSchemaError(
-                "The bot's schema could not be applied.", code="sql_schema_invalid"
-            )
+            conn.rollback()
+            raise _schema_error("the statements do not end", "Unterminated")
 
 
 def deprovision(*, bot: Bot) -> None:

@@ -6,13 +6,14 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
+from django.db import connection
 from django.test import Client
 
-from bots.models import Bot, Conversation, OutboundMessage, SpecVersion
+from bots.models import Bot, BotAccess, Conversation, OutboundMessage, SpecVersion
 from bots.services.specs import spec_publish
 from dsl import spec_validate
 from i18n.models import Translation
-from tests.factories import BotFactory
+from tests.factories import BotAccessFactory, BotFactory
 from tests.tokens import fake_bot_token
 
 pytestmark = pytest.mark.django_db
@@ -51,6 +52,8 @@ def _change_data(bot: Bot, **overrides: Any) -> dict[str, Any]:
         "default_locale": bot.default_locale,
         "is_active": "on" if bot.is_active else "",
         "draft_spec": json.dumps(bot.draft_spec),
+        "sql_schema_postgresql": bot.sql_schema_postgresql,
+        "sql_schema_sqlite": bot.sql_schema_sqlite,
         "new_token": "",
         "translations-TOTAL_FORMS": str(len(translations)),
         "translations-INITIAL_FORMS": str(len(translations)),
@@ -429,3 +432,72 @@ def test_admin_pages_carry_the_botfactory_name(admin_client: Client) -> None:
     assert "<title>Site administration | BotFactory</title>" in body
     assert '<div id="site-name"><a href="/admin/">BotFactory</a></div>' in body
     assert "Django administration" not in body
+
+
+def _table_exists(bot: Bot, table: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [f"bot_{bot.pk}.{table}"])
+        row = cursor.fetchone()
+
+    return bool(row and row[0])
+
+
+def test_saving_the_sql_schema_creates_the_bots_tables(admin_client: Client) -> None:
+    bot = BotFactory.create(draft_spec=_demo_spec())
+    schema = "CREATE TABLE IF NOT EXISTS notes (body text NOT NULL);"
+
+    response = admin_client.post(
+        _change_url(bot), _change_data(bot, sql_schema_postgresql=schema)
+    )
+
+    assert response.status_code == 302
+    assert Bot.objects.get(pk=bot.pk).sql_schema_postgresql == schema
+    assert _table_exists(bot, "notes")
+
+
+def test_an_sql_schema_that_fails_is_shown_on_the_field_and_nothing_is_saved(
+    admin_client: Client,
+) -> None:
+    bot = BotFactory.create(draft_spec=_demo_spec())
+    before = _snapshot(bot)
+    schema = "CREATE TABLE notes (body text);\nCREATE TABLE broken (id integr);"
+
+    response = admin_client.post(
+        _change_url(bot),
+        _change_data(bot, name="Renamed", sql_schema_postgresql=schema),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert errors == {
+        "sql_schema_postgresql": [
+            'The bot\'s SQL schema could not be applied: type "integr" does not '
+            "exist (at character 57)"
+        ]
+    }
+    assert _snapshot(bot) == before
+    assert Bot.objects.get(pk=bot.pk).sql_schema_postgresql == ""
+    assert not _table_exists(bot, "notes")
+
+
+def test_staff_who_are_not_superusers_see_the_sql_schema_read_only(
+    client: Client,
+) -> None:
+    bot = BotFactory.create(
+        draft_spec=_demo_spec(), sql_schema_postgresql="CREATE TABLE a (b int);"
+    )
+    editor = BotAccessFactory.create(bot=bot, level=BotAccess.Level.EDIT).user
+    client.force_login(editor)
+
+    page = client.get(_change_url(bot))
+    response = client.post(
+        _change_url(bot),
+        _change_data(bot, sql_schema_postgresql="DROP TABLE public.bots_bot;"),
+    )
+
+    assert "sql_schema_postgresql" not in page.context["adminform"].form.fields
+    assert "CREATE TABLE a (b int);" in page.content.decode()
+    assert response.status_code == 302
+    assert Bot.objects.get(pk=bot.pk).sql_schema_postgresql == (
+        "CREATE TABLE a (b int);"
+    )

@@ -1,17 +1,21 @@
 import copy
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.test import Client
 
 from bots.models import AuditEntry, Bot, BotAccess, SpecVersion, Transcript
+from bots.services.bots import DEMO_DIR
 from bots.services.specs import TranscriptsFailedError, spec_publish
 from bots.services.transfer import (
     BotTransferError,
@@ -20,8 +24,11 @@ from bots.services.transfer import (
     bot_file_loads,
     bot_import,
 )
+from bots.sql import sql_deprovision
+from bots.sql.postgresql import role_name, schema_name
 from i18n.models import Translation
 from i18n.services import translation_set
+from tests.bots.test_studio_try import TryIt
 from tests.factories import BotAccessFactory, BotFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
@@ -109,7 +116,7 @@ def test_export_holds_the_whole_bot_and_no_secret() -> None:
 
     assert json.loads(text) == {
         "format": "botfactory.bot",
-        "format_version": 1,
+        "format_version": 2,
         "bot": {
             "slug": "shop",
             "name": "Shop",
@@ -145,6 +152,7 @@ def test_export_holds_the_whole_bot_and_no_secret() -> None:
                 "is_draft": True,
             },
         ],
+        "sql_schema": {"postgresql": "", "sqlite": ""},
     }
     assert TOKEN not in text
     assert TOKEN.partition(":")[2] not in text
@@ -227,11 +235,12 @@ def test_a_taken_slug_is_refused_without_replace_and_nothing_changes() -> None:
     ("change", "code", "fields"),
     [
         (
-            {"format_version": 2},
+            {"format_version": 3},
             "bot_file_version",
             {
                 "format_version": [
-                    "Format version 2 is not supported; this server reads version 1."
+                    "Format version 3 is not supported; this server reads "
+                    "versions 1, 2."
                 ]
             },
         ),
@@ -249,6 +258,20 @@ def test_a_taken_slug_is_refused_without_replace_and_nothing_changes() -> None:
                 "bot.default_locale": ["Give a locale tag such as en or pt-BR."],
                 "bot.is_active": ["Give true or false."],
                 "bot.allows_sql_writes": ["Give true or false."],
+            },
+        ),
+        (
+            {"format_version": 1},
+            "bot_file_invalid",
+            {"sql_schema": ["Unknown field."]},
+        ),
+        (
+            {"sql_schema": {"postgresql": 1, "mysql": ""}},
+            "bot_file_invalid",
+            {
+                "sql_schema.mysql": ["Unknown field."],
+                "sql_schema.postgresql": ["Give the DDL as text (or '')."],
+                "sql_schema.sqlite": ["Give the DDL as text (or '')."],
             },
         ),
         (
@@ -303,32 +326,180 @@ def test_failing_transcripts_refuse_the_whole_import() -> None:
     assert _world() == before
 
 
+def _bot_schemas() -> tuple[list[str], list[str]]:
+    """The bots' own schemas and roles that exist in the database."""
+    prefix = role_name(0).removesuffix("0")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nspname FROM pg_namespace WHERE left(nspname, 4) = 'bot_'"
+            " ORDER BY 1"
+        )
+        schemas = [name for (name,) in cursor.fetchall()]
+        cursor.execute(
+            "SELECT rolname FROM pg_roles WHERE left(rolname, %s) = %s ORDER BY 1",
+            [len(prefix), prefix],
+        )
+        roles = [name for (name,) in cursor.fetchall()]
+
+    return schemas, roles
+
+
+def _orders(bot: Bot) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT drink, size, quantity, name FROM {schema_name(bot.pk)}.orders"
+            " ORDER BY id"
+        )
+        return list(cursor.fetchall())
+
+
+@pytest.fixture
+def imported_bots_dropped(transactional_db: None) -> Iterator[None]:
+    """Drop the own databases of the bots a test imported (roles outlive it)."""
+    yield
+    for bot in Bot.objects.exclude(slug="demo"):
+        sql_deprovision(bot=bot)
+
+
 @pytest.mark.django_db(transaction=True)
-def test_a_bot_whose_tables_the_file_lacks_is_refused_by_its_tests(
-    demo_bot: Bot,
+def test_the_demo_imported_as_a_new_bot_gets_its_own_tables_and_passes_its_tests(
+    demo_bot: Bot, imported_bots_dropped: None
 ) -> None:
-    # given the demo's file, whose orders table a new bot would not have
+    # given the demo's file, which carries the DDL of its orders table
     data = _file(demo_bot)
     data["bot"]["slug"] = "demo-copy"
-    before = _world()
+    assert data["sql_schema"] == {
+        "postgresql": (DEMO_DIR / "schema_postgresql.sql").read_text("utf-8"),
+        "sqlite": (DEMO_DIR / "schema_sqlite.sql").read_text("utf-8"),
+    }
 
     # when it is imported as a new bot
-    with pytest.raises(TranscriptsFailedError) as caught:
+    result = bot_import(data=data)
+
+    # then its tables are in its own schema, and its 12 transcripts passed
+    copied = result.bot
+    assert (result.created, result.published_version) == (True, 1)
+    assert result.transcripts == 12
+    assert _orders(copied) == []
+    schemas, roles = _bot_schemas()
+    assert (schema_name(copied.pk) in schemas, role_name(copied.pk) in roles) == (
+        True,
+        True,
+    )
+    assert _file(copied) == data
+
+    # and an order placed in the new bot lands in its table, not the demo's
+    staff = get_user_model().objects.create_superuser("ann", password="pw-123456")
+    client = Client()
+    client.force_login(staff)
+    chat = TryIt(client, copied)
+    demo_before = _orders(demo_bot)
+    drink = chat.say("/order")["replies"][0]
+    size = chat.press(drink, "Tea")["replies"][0]
+    chat.press(size, "Small")
+    chat.say("3")
+    phone = chat.say("Bo")["replies"][0]
+    done = chat.press(phone, "Skip »")
+    assert done["replies"][0]["text"].startswith("Thank you, Bo!")
+    assert _orders(copied) == [("tea", "small", 3, "Bo")]
+    assert _orders(demo_bot) == demo_before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replacing_a_bot_without_tables_applies_the_files_schema_first(
+    demo_bot: Bot, imported_bots_dropped: None
+) -> None:
+    # given a bot with neither tables nor SQL set up, and the demo's file
+    target = BotFactory.create(slug="target", token=TOKEN, webhook_secret=SECRET)
+    data = _file(demo_bot)
+    data["bot"]["slug"] = "target"
+
+    # when the file replaces that bot
+    result = bot_import(data=data, replace=True)
+
+    # then the schema was applied before its transcripts ran, and kept
+    assert (result.created, result.published_version) == (False, 1)
+    fresh = Bot.objects.get(pk=target.pk)
+    assert fresh.sql_schema_postgresql == demo_bot.sql_schema_postgresql
+    assert (fresh.token, fresh.allows_sql_writes) == (TOKEN, True)
+    assert _orders(fresh) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_file_with_bad_ddl_is_refused_with_the_database_message_and_creates_nothing(
+    demo_bot: Bot, imported_bots_dropped: None
+) -> None:
+    data = _file(demo_bot)
+    data["bot"]["slug"] = "demo-copy"
+    data["sql_schema"]["postgresql"] = (
+        "CREATE TABLE orders (id integer);\nCREATE TABLE broken (id integr);"
+    )
+    before = (_world(), _bot_schemas())
+
+    with pytest.raises(BotTransferError) as caught:
         bot_import(data=data)
 
-    # then the transcripts that read or write orders fail, and nothing changed
-    assert [r.name for r in caught.value.results] == [
-        "en: no orders yet",
-        "en: order with a phone number",
-        "en: order with an invalid quantity re-asked",
-        "uk: замовлення з номером телефону",
-        "uk: замовлення з повторним питанням про кількість",
-        "uk: ще немає замовлень",
-    ]
-    assert caught.value.results[0].difference == (
-        'step 2 (press "🧾 My orders"): reply 1 was "Sorry, something went '
-        'wrong. Let\'s start over.", expected "You have no orders yet."'
+    assert caught.value.code == "sql_schema_invalid"
+    assert caught.value.fields == {
+        "sql_schema.postgresql": [
+            'The bot\'s SQL schema could not be applied: type "integr" does not '
+            "exist (at character 59)"
+        ]
+    }
+    assert (_world(), _bot_schemas()) == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_bot_whose_tests_then_fail_leaves_no_schema_or_role(
+    demo_bot: Bot, imported_bots_dropped: None
+) -> None:
+    data = _file(demo_bot)
+    data["bot"]["slug"] = "demo-copy"
+    data["transcripts"][0]["steps"][0]["expect"] = ["Goodbye"]
+    before = (_world(), _bot_schemas())
+
+    with pytest.raises(TranscriptsFailedError):
+        bot_import(data=data)
+
+    assert (_world(), _bot_schemas()) == before
+
+
+def test_a_version_1_file_without_a_schema_still_imports() -> None:
+    data = _file(_source_bot())
+    del data["sql_schema"]
+    data["format_version"] = 1
+
+    result = bot_import(data=data, slug="from-v1")
+
+    assert (result.created, result.published_version) == (True, 1)
+    again = _file(result.bot)
+    assert again == {
+        **data,
+        "format_version": 2,
+        "bot": {**data["bot"], "slug": "from-v1"},
+        "sql_schema": {"postgresql": "", "sqlite": ""},
+    }
+
+
+def test_only_a_superuser_may_import_a_changed_sql_schema() -> None:
+    data = _file(_source_bot())
+    data["sql_schema"]["postgresql"] = "CREATE TABLE notes (body text)"
+    author = StaffUserFactory.create()
+    BotAccessFactory.create(
+        bot=Bot.objects.get(slug="shop"), user=author, level=BotAccess.Level.PUBLISH
     )
+    before = _world()
+
+    with pytest.raises(BotTransferError) as caught:
+        bot_import(data=data, replace=True, author=author)
+
+    assert caught.value.code == "sql_schema_forbidden"
+    assert caught.value.fields == {
+        "sql_schema": [
+            "Only a superuser may import a bot file whose SQL schema differs "
+            "from the bot's."
+        ]
+    }
     assert _world() == before
 
 
