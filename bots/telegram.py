@@ -112,54 +112,50 @@ class _Loop:
     bots: dict[tuple[str, str], _PtbBot]
 
 
-_state: _Loop | None = None
 # The HTTP status of the call in progress: python-telegram-bot keeps it out of
 # the NetworkError it raises for a 5xx answer.
 _http_status: ContextVar[int | None] = ContextVar("telegram_http_status", default=None)
-_state_lock = threading.Lock()
+# One long-lived event loop, with its own HTTP clients, per thread that calls
+# the Bot API: the call runs in the calling thread. Handing each call to one
+# shared loop thread cost more CPU than the call itself.
+_local = threading.local()
+# Connections each thread keeps to the Bot API; a thread makes one call at a
+# time, the rest is for calls a timeout left behind.
+_POOL_SIZE = 4
 
 
 def _loop_state() -> _Loop:
-    global _state
-    with _state_lock:
-        # A forked child inherits the parent's objects but not its thread.
-        if _state is None or _state.pid != os.getpid():
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="telegram-loop", daemon=True
-            )
-            thread.start()
-            timeout = settings.TELEGRAM_TIMEOUT_SECONDS
-            _state = _Loop(
-                pid=os.getpid(),
-                loop=loop,
-                request=_StatusRecordingRequest(
-                    connection_pool_size=64,
-                    read_timeout=timeout,
-                    write_timeout=timeout,
-                    connect_timeout=min(timeout, 5.0),
-                    pool_timeout=timeout,
-                ),
-                polling_request=HTTPXRequest(
-                    connection_pool_size=4,
-                    read_timeout=timeout + _POLLING_READ_MARGIN_SECONDS,
-                    connect_timeout=min(timeout, 5.0),
-                ),
-                bots={},
-            )
+    state: _Loop | None = getattr(_local, "state", None)
+    # A forked child inherits the parent's objects, not its sockets' use.
+    if state is None or state.pid != os.getpid():
+        timeout = settings.TELEGRAM_TIMEOUT_SECONDS
+        state = _Loop(
+            pid=os.getpid(),
+            loop=asyncio.new_event_loop(),
+            request=_StatusRecordingRequest(
+                connection_pool_size=_POOL_SIZE,
+                read_timeout=timeout,
+                write_timeout=timeout,
+                connect_timeout=min(timeout, 5.0),
+                pool_timeout=timeout,
+            ),
+            polling_request=HTTPXRequest(
+                connection_pool_size=_POOL_SIZE,
+                read_timeout=timeout + _POLLING_READ_MARGIN_SECONDS,
+                connect_timeout=min(timeout, 5.0),
+            ),
+            bots={},
+        )
+        _local.state = state
 
-        return _state
+    return state
 
 
 def _run(coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
     state = _loop_state()
-    future = asyncio.run_coroutine_threadsafe(coroutine, state.loop)
-    try:
-        return future.result(timeout=timeout)
-    except TimeoutError:
-        # Cancelling the task also gives its pooled connection back.
-        future.cancel()
-        raise
+    # Past the bound the call is cancelled, which gives its pooled connection
+    # back, and TimeoutError raised.
+    return state.loop.run_until_complete(asyncio.wait_for(coroutine, timeout))
 
 
 def _bot(token: str) -> _PtbBot:
