@@ -2,14 +2,12 @@
 
 import inspect
 import logging
-import time
 from typing import Any, TypeVar
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from psycopg.abc import PQGen
-from psycopg_pool import ConnectionPool
 
 from botfactory.errors import DatabaseDeadlineError
 
@@ -18,11 +16,6 @@ logger = logging.getLogger(__name__)
 # DeadlineConnection overrides this internal method of psycopg (3.2 and
 # later); a release that changes it must fail at start-up, not silently.
 _WAIT_PARAMETERS = ["self", "gen", "interval", "timeout"]
-# The pool checks a connection with an empty query before handing it out, a
-# round trip per request. One the server answered this recently is trusted
-# as it is (as HikariCP does); after an idle spell, or a restart that took
-# longer than this, it is checked as before.
-TRUSTED_SECONDS = 1.0
 
 _Result = TypeVar("_Result")
 
@@ -40,8 +33,6 @@ class DeadlineConnection(psycopg.Connection[Any]):
     """
 
     command_timeout: float | None = None
-    # When the server last answered on this connection (time.monotonic).
-    answered_at = 0.0
 
     def wait(
         self,
@@ -54,7 +45,7 @@ class DeadlineConnection(psycopg.Connection[Any]):
             return super().wait(gen, interval, timeout)
 
         try:
-            result = super().wait(gen, interval, deadline)
+            return super().wait(gen, interval, deadline)
         except psycopg.errors._WaitTimeout:
             # Mid-command the protocol state is unknown, so the connection is
             # done for: closed, the pool discards it, and after a thaw the
@@ -67,17 +58,6 @@ class DeadlineConnection(psycopg.Connection[Any]):
             raise DatabaseDeadlineError(
                 f"The database did not answer within {deadline} s."
             ) from None
-        self.answered_at = time.monotonic()
-
-        return result
-
-
-def _check_unless_fresh(conn: psycopg.Connection[Any]) -> None:
-    answered_at = getattr(conn, "answered_at", 0.0)
-    if time.monotonic() - answered_at < TRUSTED_SECONDS:
-        return
-
-    ConnectionPool.check_connection(conn)
 
 
 def database_deadline_install(seconds: float) -> None:
@@ -98,9 +78,5 @@ def database_deadline_install(seconds: float) -> None:
     DeadlineConnection.command_timeout = seconds
     for alias in connections:
         pool = getattr(connections[alias], "pool", None)
-        if pool is None:
-            continue
-        pool.connection_class = DeadlineConnection
-        # Django gives the pool its check only with CONN_HEALTH_CHECKS.
-        if getattr(pool, "_check", None) is ConnectionPool.check_connection:
-            pool._check = _check_unless_fresh
+        if pool is not None:
+            pool.connection_class = DeadlineConnection
