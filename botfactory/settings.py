@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "knox",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "axes",
     "botfactory",
@@ -568,6 +569,12 @@ SPECTACULAR_SETTINGS = {
     # The schema and its docs page are public; the endpoints are not.
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # The docs page's Swagger UI comes from a pinned package and is served as
+    # this project's static files: it works offline and loads nothing from a
+    # CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 CELERY_BEAT_SCHEDULE = {

@@ -1,7 +1,9 @@
+import re
 from typing import Any
 
 import pytest
 import yaml
+from django.contrib.staticfiles import finders
 from django.test import Client
 from drf_spectacular.validation import validate_schema
 
@@ -90,3 +92,19 @@ def test_docs_page_points_at_the_schema(db: None) -> None:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/html")
     assert b"/api/schema" in response.content
+
+
+def test_docs_page_loads_its_assets_from_this_server_only(db: None) -> None:
+    page = Client().get("/api/docs").content.decode()
+
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sorted(assets) == [
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/favicon-32x32.png",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-standalone-preset.js",
+        "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css",
+    ]
+    assert "cdn" not in page.lower()
+    for asset in assets:
+        found = finders.find(asset.removeprefix("/static/"))
+        assert isinstance(found, str), asset
