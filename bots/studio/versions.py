@@ -160,6 +160,15 @@ def _publish(request: HttpRequest, site: AdminSite, bot: Bot) -> HttpResponse:
     if not bot.draft_spec:
         messages.error(request, _("The draft is empty: there is nothing to publish."))
         return redirect(_versions_url(bot))
+    valid, differs = _draft_state(bot)
+    if valid and not differs:
+        assert bot.live_version is not None
+        messages.info(
+            request,
+            _("The draft is the live version %(number)s: there is nothing to publish.")
+            % {"number": bot.live_version.number},
+        )
+        return redirect(_versions_url(bot))
 
     try:
         version, warnings = spec_publish(

@@ -295,6 +295,19 @@ def test_publishing_from_the_page_creates_a_version_and_an_audit_entry(
     )
 
 
+def test_publishing_a_draft_equal_to_the_live_version_changes_nothing(
+    bot: Bot, admin_client: Client
+) -> None:
+    before = _state(bot)
+
+    response = admin_client.post(_versions_url(bot), {"action": "publish"})
+
+    assert _messages(response) == [
+        ("info", "The draft is the live version 1: there is nothing to publish.")
+    ]
+    assert _state(bot) == before
+
+
 def test_the_page_shows_failed_transcripts_and_changes_nothing(
     bot: Bot, admin_client: Client
 ) -> None:
