@@ -10,11 +10,13 @@ import logging
 import os
 import threading
 import warnings
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
 from telegram import Bot as _PtbBot
@@ -151,6 +153,26 @@ def _loop_state() -> _Loop:
     return state
 
 
+# For a caller whose thread already runs an event loop (an async framework
+# calling sync code): its loop cannot run another call, so the call runs on
+# one of these threads, each with a loop of its own, and the caller waits.
+_elsewhere = ThreadPoolExecutor(max_workers=4, thread_name_prefix="bot-api")
+P = ParamSpec("P")
+
+
+def _off_a_running_loop(function: Callable[P, T]) -> Callable[P, T]:
+    @wraps(function)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return function(*args, **kwargs)
+
+        return _elsewhere.submit(function, *args, **kwargs).result()
+
+    return call
+
+
 def _run(coroutine: Coroutine[Any, Any, T], *, timeout: float) -> T:
     state = _loop_state()
     # Past the bound the call is cancelled, which gives its pooled connection
@@ -211,6 +233,7 @@ def _translate(
     return TelegramError(message)
 
 
+@_off_a_running_loop
 def telegram_call(
     *, token: str, method: str, params: dict[str, Any] | None = None
 ) -> Any:
@@ -254,6 +277,7 @@ def telegram_call(
         raise TelegramTimeoutError("The Bot API call did not finish in time.") from None
 
 
+@_off_a_running_loop
 def telegram_webhook_info_get(*, token: str, timeout_seconds: float) -> dict[str, Any]:
     """Return Telegram's ``getWebhookInfo`` for the token, within a short bound.
 

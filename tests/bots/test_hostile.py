@@ -5,6 +5,7 @@ anything else for a day), be claimed exactly once, and leave the
 conversation, the outbox and the bot's own tables consistent.
 """
 
+import asyncio
 import html
 import json
 import os
@@ -1425,6 +1426,28 @@ def test_a_hanging_bot_api_call_gives_up_after_the_configured_timeout(
 
     elapsed = time.monotonic() - started
     assert elapsed < settings.TELEGRAM_TIMEOUT_SECONDS + 1.0
+
+
+# Sync code called from a coroutine (an async framework, a browser driver):
+# the thread's loop is busy, so the call runs on a loop of another thread.
+def test_a_call_made_while_the_thread_runs_an_event_loop_still_goes_out(
+    demo_bot: Bot, telegram_api: FakeTelegramControl
+) -> None:
+    async def from_a_coroutine() -> Any:
+        return telegram_call(
+            token=DEMO_TOKEN,
+            method="sendMessage",
+            params={"chat_id": CHAT, "text": "from a loop"},
+        )
+
+    message = asyncio.run(from_a_coroutine())
+
+    assert (message["chat"]["id"], message["text"]) == (CHAT, "from a loop")
+    calls = telegram_api.calls("sendMessage", token=DEMO_TOKEN)
+    # Sent as a form, as python-telegram-bot does: every value is text.
+    assert [call["params"] for call in calls] == [
+        {"chat_id": str(CHAT), "text": "from a loop"}
+    ]
 
 
 # Callbacks with no chat (inline messages) all get outbox chat_id 0, one
