@@ -70,6 +70,25 @@ def _tasks_run_in_process(request: pytest.FixtureRequest) -> None:
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
+    _outbox_hints_clear()
+
+
+def _outbox_hints_clear() -> None:
+    """Empty the ready chats and free the sender slots in Redis.
+
+    The key space is this process's, shared by its tests: a slot that an
+    earlier test's worker held when it was stopped would keep this test's
+    chats waiting for the sweep, which tests do not run.
+    """
+    from django.conf import settings
+
+    if not settings.REDIS_URL:
+        return
+    from bots.services import outbox_wake
+
+    slots = range(max(settings.OUTBOX_SENDERS, 64))
+    keys = [outbox_wake._ready_key(), *map(outbox_wake._slot_key, slots)]
+    outbox_wake._client().delete(*keys)
 
 
 @pytest.fixture(scope="session")
