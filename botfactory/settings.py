@@ -195,6 +195,7 @@ DATABASE_STATEMENT_TIMEOUT_MS = env_int(
     "DATABASE_STATEMENT_TIMEOUT_MS", 5000, minimum=100
 )
 DATABASE_POOL_MAX_SIZE = env_int("DATABASE_POOL_MAX_SIZE", 8, minimum=1)
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # How long a request waits for a pooled connection before answering 503;
 # kept under two seconds so an outage is reported within that bound.
 DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 1.5, minimum=0.1)
@@ -239,6 +240,13 @@ def _database(url: str | None) -> dict[str, Any]:
     config["OPTIONS"] = {
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
         "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
+        # Parameters bound by the server, and a statement run five times on a
+        # connection prepared there: the hot path's few statements are then
+        # neither parsed nor planned again. Off behind a pooler that hands a
+        # session's statements to other connections (PgBouncer's
+        # transaction mode).
+        "server_side_binding": DATABASE_PREPARED_STATEMENTS,
+        "prepare_threshold": 5 if DATABASE_PREPARED_STATEMENTS else None,
         "pool": {
             "min_size": 1,
             "max_size": DATABASE_POOL_MAX_SIZE,
