@@ -10,7 +10,15 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 import dsl.components  # noqa: F401  (registers every component type)
@@ -51,13 +59,35 @@ class Command(BaseModel):
     """A command: the node it opens and its description in the command menu.
 
     ``node`` is required except for the built-in commands; a command without
-    ``description`` works but is not listed in the menu.
+    ``description`` works but is not listed in the menu. The menu lists
+    commands by ``position``, then by name: a stored spec keeps no key order.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     node: NodeId | None = None
     description: TranslationKey | None = None
+    position: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_COMMANDS,
+        description=(
+            "Where the command stands in Telegram's command menu, 1 first; "
+            "commands without one follow, by name."
+        ),
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_position(
+        self, handler: SerializerFunctionWrapHandler
+    ) -> dict[str, Any]:
+        # Left out when unset, so specs written before it keep their
+        # canonical JSON (and compare equal to their published versions).
+        data: dict[str, Any] = handler(self)
+        if data.get("position") is None:
+            data.pop("position", None)
+
+        return data
 
 
 class DeepLink(BaseModel):
@@ -139,13 +169,15 @@ class Spec(BaseModel):
     def command_list(self) -> list[tuple[str, str]]:
         """Return (command, description key) of the command menu, in order.
 
-        Never raises.
+        Ordered by position, then by name. Never raises.
         """
-        return [
-            (name, command.description)
+        listed = sorted(
+            (command.position or MAX_COMMANDS + 1, name, command.description)
             for name, command in self.commands.items()
             if command.description is not None
-        ]
+        )
+
+        return [(name, description) for _position, name, description in listed]
 
     def deep_link_match(self, payload: str) -> tuple[DeepLink, str] | None:
         """Return the deep link a ``/start`` payload opens and its value.

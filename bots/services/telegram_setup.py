@@ -65,8 +65,6 @@ def bot_commands_publish(*, bot: Bot) -> int:
             locale=locale,
             default_locale=spec.default_locale,
         )
-        # TODO: a spec stored as jsonb has its commands sorted by name length,
-        # so Telegram's menu does not show them in the order the spec lists.
         commands = [
             {"command": name, "description": _plain_text(translator, key)[:256] or name}
             for name, key in spec.command_list()

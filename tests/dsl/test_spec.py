@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -217,7 +218,7 @@ def test_the_demo_spec_is_valid_and_round_trips_through_its_canonical_json():
     assert json.loads(json.dumps(spec.as_json())) == spec.as_json()
 
 
-def test_command_list_gives_described_commands_in_spec_order():
+def test_command_list_gives_described_commands_by_position():
     spec = spec_validate(json.loads(DEMO_SPEC.read_text(encoding="utf-8")))
 
     assert spec.command_list() == [
@@ -228,6 +229,55 @@ def test_command_list_gives_described_commands_in_spec_order():
         ("ask", "cmd.ask"),
         ("cancel", "cmd.cancel"),
     ]
+
+
+def test_commands_without_a_position_follow_by_name_in_any_key_order():
+    # given commands whose keys are in an order no menu should follow
+    source = json.loads(DEMO_SPEC.read_text(encoding="utf-8"))
+    source["commands"] = {
+        "zeta": {"node": "help", "description": "cmd.help"},
+        "hidden": {"node": "help"},
+        "alpha": {"node": "help", "description": "cmd.help"},
+        "order": {"node": "order", "description": "cmd.order", "position": 2},
+        "start": {"description": "cmd.start", "position": 1},
+    }
+
+    # when listed from the spec and from its stored form with keys reversed
+    spec = spec_validate(source)
+    stored = spec.as_json()
+    stored["commands"] = dict(reversed(list(stored["commands"].items())))
+
+    # then positions come first, the rest by name, undescribed ones left out
+    expected = [
+        ("start", "cmd.start"),
+        ("order", "cmd.order"),
+        ("alpha", "cmd.help"),
+        ("zeta", "cmd.help"),
+    ]
+    assert spec.command_list() == expected
+    assert spec_validate(stored).command_list() == expected
+    # and the canonical JSON holds a position only where one was given
+    assert stored["commands"]["alpha"] == {"node": "help", "description": "cmd.help"}
+    assert stored["commands"]["start"] == {
+        "node": None,
+        "description": "cmd.start",
+        "position": 1,
+    }
+    command_schema = spec_json_schema()["$defs"]["Command"]["properties"]
+    assert sorted(command_schema) == ["description", "node", "position"]
+
+
+@pytest.mark.parametrize("position", [0, 101, "first"])
+def test_a_command_position_outside_the_menu_is_an_error_at_its_path(
+    position: Any,
+) -> None:
+    source = json.loads(DEMO_SPEC.read_text(encoding="utf-8"))
+    source["commands"]["help"]["position"] = position
+
+    with pytest.raises(SpecInvalidError) as caught:
+        spec_validate(source)
+
+    assert [error.path for error in caught.value.errors] == ["commands.help.position"]
 
 
 def test_json_schema_describes_nodes_by_type():
