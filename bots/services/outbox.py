@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from bots.models import BlockedChat, Bot, Conversation, OutboundMessage
 from bots.observability import telegram_send_call
 from bots.services.outbox_wake import (
     ready_chat_pop,
+    ready_chat_return,
     send_enqueue,
     send_mark_forget,
     sender_slot_hand_over,
@@ -60,6 +61,9 @@ _DRAIN_BATCH = 50
 # A sender task hands its slot to a fresh task after this long, so that no
 # task runs past a pool's time limit.
 _SENDER_SECONDS = 20.0
+# How long a sender whose database failed waits before its slot is taken
+# up again.
+_SENDER_RETRY_SECONDS = 2.0
 
 
 def _send_params(
@@ -516,7 +520,19 @@ def outbox_ready_drain(*, slot: int) -> int:
         if ready is None:
             continue
         bot_id, chat_id = ready
-        sent += outbox_chat_drain(bot_id=bot_id, chat_id=chat_id)
+        try:
+            sent += outbox_chat_drain(bot_id=bot_id, chat_id=chat_id)
+        except DatabaseError:
+            # No connection to be had (the pool busy, the server away): the
+            # chat goes back, and a new task takes the slot up shortly.
+            logger.warning(
+                "The database failed under sender %s; it tries again in %s s.",
+                slot,
+                _SENDER_RETRY_SECONDS,
+            )
+            ready_chat_return(bot_id, chat_id)
+            sender_slot_hand_over(slot, countdown=_SENDER_RETRY_SECONDS)
+            return sent
         if time.monotonic() - started > _SENDER_SECONDS:
             sender_slot_hand_over(slot)
             return sent

@@ -199,12 +199,24 @@ def sender_slot_release(slot: int) -> bool:
     return _run(_RELEASE, [_ready_key(), _slot_key(slot)], [_SLOT_SECONDS]) == 1
 
 
-def sender_slot_hand_over(slot: int) -> None:
-    """Pass ``slot``, still held, to a new task; free it if none can be had."""
+def ready_chat_return(bot_id: int, chat_id: int) -> None:
+    """Put a chat its sender could not drain back among the ready; never raise."""
+    try:
+        _client().sadd(_ready_key(), f"{bot_id}:{chat_id}")
+    except redis.RedisError:
+        # Its rows are in the database: the sweep sends them.
+        logger.warning("Could not return a chat of bot %s to the ready set.", bot_id)
+
+
+def sender_slot_hand_over(slot: int, countdown: float = 0.0) -> None:
+    """Pass ``slot``, still held, to a new task, to start after ``countdown``.
+
+    Frees the slot if no task can be had, and raises the broker's error.
+    """
     from bots.tasks import outbox_drain_task
 
     try:
-        outbox_drain_task.apply_async((slot,))
+        outbox_drain_task.apply_async((slot,), countdown=countdown)
     except Exception:
         _slot_free(slot)
         raise

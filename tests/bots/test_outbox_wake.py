@@ -8,9 +8,11 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.cache import caches
+from django.db import OperationalError
 
 from botfactory.celery import app
 from bots.models import Bot, OutboundMessage
+from bots.services import outbox as outbox_module
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
 from tests.factories import BotFactory
@@ -38,12 +40,16 @@ def broker(settings: Any) -> Iterator[redis.Redis]:
 
 
 def _published(client: redis.Redis) -> list[tuple[str, Any]]:
-    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
-    messages = [json.loads(raw) for raw in client.lrange(f"{prefix}celery", 0, -1)]
+    messages = [json.loads(raw) for raw in client.lrange(_queue_key(), 0, -1)]
     return sorted(
         (message["headers"]["task"], message["headers"]["argsrepr"])
         for message in messages
     )
+
+
+def _queue_key() -> str:
+    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    return f"{prefix}celery"
 
 
 def _ready(client: redis.Redis) -> set[bytes]:
@@ -166,3 +172,37 @@ def test_a_failed_publish_frees_the_slot_and_keeps_the_rows(
     assert list(OutboundMessage.objects.values_list("status", flat=True)) == ["pending"]
     assert _slots(broker) == [False, False]
     assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
+
+
+def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
+    broker: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given two ready chats, and a database that fails the first drain
+    bot = BotFactory.create()
+    for chat_id in CHATS[:2]:
+        with django_capture_on_commit_callbacks(execute=True):
+            _queue(bot, chat_id, "hi")
+            outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
+    broker.delete(_queue_key())
+    drained: list[int] = []
+
+    def fail(*, bot_id: int, chat_id: int) -> int:
+        drained.append(chat_id)
+        raise OperationalError("couldn't get a connection after 1.50 sec")
+
+    monkeypatch.setattr(outbox_module, "outbox_chat_drain", fail)
+
+    # When the sender of slot 0 runs
+    sent = outbox_ready_drain(slot=0)
+
+    # Then it tried one chat, put it back with the other, kept its slot and
+    # queued a task to take the slot up again in two seconds; nothing sent
+    assert (sent, len(drained)) == (0, 1)
+    assert _ready(broker) == {f"{bot.pk}:{chat_id}".encode() for chat_id in CHATS[:2]}
+    assert _slots(broker)[0] is True
+    assert _published(broker) == [("bots.outbox_drain", "(0,)")]
+    (message,) = [json.loads(raw) for raw in broker.lrange(_queue_key(), 0, -1)]
+    assert message["headers"]["eta"] is not None
+    assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"pending"}
