@@ -12,6 +12,7 @@ cache).
 """
 
 import logging
+from functools import partial
 from typing import Any, cast
 
 import redis
@@ -145,7 +146,8 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
     """Have the chats' new rows sent: a sender slot, or a task per chat.
 
     Runs after the rows commit. Raises the broker's error when no task could
-    be published; the rows stay for the sweep.
+    be published, and Redis's when it cannot be reached; the rows stay for
+    the sweep.
     """
     if not _uses_ready_set():
         for chat_id in chat_ids:
@@ -154,8 +156,18 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
 
     slots = [_slot_key(slot) for slot in range(settings.OUTBOX_SENDERS)]
     members = [f"{bot_id}:{chat_id}" for chat_id in chat_ids]
+    wake = partial(_run, _WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, *members])
     try:
-        slot = _run(_WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, *members])
+        try:
+            slot = wake()
+        except redis.ConnectionError:
+            # Once more on a new connection: a restart drops pooled ones.
+            slot = wake()
+    except (redis.ConnectionError, redis.TimeoutError):
+        # The broker is this same Redis: a task could not be published
+        # either, and trying would cost every update its publish retry.
+        logger.warning("Redis is unreachable; the sweep sends the new rows.")
+        raise
     except redis.RedisError:
         logger.warning("Redis failed to take the ready chats; one task per chat.")
         for chat_id in chat_ids:

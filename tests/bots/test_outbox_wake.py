@@ -206,3 +206,65 @@ def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
     (message,) = [json.loads(raw) for raw in broker.lrange(_queue_key(), 0, -1)]
     assert message["headers"]["eta"] is not None
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"pending"}
+
+
+def test_an_unreachable_redis_is_tried_twice_and_no_task_is_published(
+    broker: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given a Redis that refuses every connection, and a broker that counts
+    bot = BotFactory.create()
+    tries: list[str] = []
+    published: list[Any] = []
+
+    def refused(source: str, keys: list[str], args: list[Any]) -> int:
+        tries.append(source)
+        raise redis.ConnectionError("Error 111 connecting. Connection refused.")
+
+    from bots.tasks import outbox_drain_task, outbox_send_task
+
+    monkeypatch.setattr(outbox_wake, "_run", refused)
+    for task in (outbox_drain_task, outbox_send_task):
+        monkeypatch.setattr(task, "apply_async", lambda *a, **k: published.append(a))
+
+    # When a chat's rows commit, then the wake fails after two tries
+    with pytest.raises(redis.ConnectionError):
+        with django_capture_on_commit_callbacks(execute=False) as hooks:
+            _queue(bot, CHATS[0], "hi")
+            outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
+        (wake,) = hooks
+        wake()
+
+    # and nothing was published: the row waits for the sweep
+    assert tries == [outbox_wake._WAKE, outbox_wake._WAKE]
+    assert published == []
+    assert list(OutboundMessage.objects.values_list("status", flat=True)) == ["pending"]
+
+
+def test_a_connection_dropped_once_is_retried_and_wakes_a_sender(
+    broker: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given a Redis whose first answer is a dropped connection
+    bot = BotFactory.create()
+    real_run = outbox_wake._run
+    drops = [redis.ConnectionError("Connection closed by server.")]
+
+    def once(source: str, keys: list[str], args: list[Any]) -> int:
+        if drops:
+            raise drops.pop()
+        return real_run(source, keys, args)
+
+    monkeypatch.setattr(outbox_wake, "_run", once)
+
+    # When a chat's rows commit
+    with django_capture_on_commit_callbacks(execute=True):
+        _queue(bot, CHATS[0], "hi")
+        outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
+
+    # Then the second try took a slot and published its sender
+    assert _published(broker) == [("bots.outbox_drain", "(0,)")]
+    assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
+    assert _slots(broker) == [True, False]
