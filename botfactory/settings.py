@@ -240,9 +240,9 @@ def _database(url: str | None) -> dict[str, Any]:
     config["OPTIONS"] = {
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
         "options": f"-c statement_timeout={DATABASE_STATEMENT_TIMEOUT_MS}",
-        # Parameters bound by the server, and a statement run five times on a
-        # connection prepared there: the hot path's few statements are then
-        # neither parsed nor planned again. Off behind a pooler that hands a
+        # Parameters bound by the server, and a statement prepared on its
+        # connection from its sixth run: the hot path's few statements are
+        # then neither parsed nor planned again. Off behind a pooler that hands a
         # session's statements to other connections (PgBouncer's
         # transaction mode).
         "server_side_binding": DATABASE_PREPARED_STATEMENTS,

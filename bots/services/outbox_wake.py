@@ -12,7 +12,6 @@ cache).
 """
 
 import logging
-from functools import partial
 from typing import Any, cast
 
 import redis
@@ -156,13 +155,9 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
 
     slots = [_slot_key(slot) for slot in range(settings.OUTBOX_SENDERS)]
     members = [f"{bot_id}:{chat_id}" for chat_id in chat_ids]
-    wake = partial(_run, _WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, *members])
     try:
-        try:
-            slot = wake()
-        except redis.ConnectionError:
-            # Once more on a new connection: a restart drops pooled ones.
-            slot = wake()
+        # redis-py replaces a pooled connection that a restart dropped.
+        slot = _run(_WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, *members])
     except (redis.ConnectionError, redis.TimeoutError):
         # The broker is this same Redis: a task could not be published
         # either, and trying would cost every update its publish retry.

@@ -1,6 +1,8 @@
 """Waking the senders through Redis: the ready chats and the sender slots."""
 
+import copy
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +47,12 @@ def _published(client: redis.Redis) -> list[tuple[str, Any]]:
         (message["headers"]["task"], message["headers"]["argsrepr"])
         for message in messages
     )
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _queue_key() -> str:
@@ -208,27 +216,19 @@ def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"pending"}
 
 
-def test_an_unreachable_redis_is_tried_twice_and_no_task_is_published(
+def test_an_unreachable_redis_publishes_no_task_and_keeps_the_rows(
     broker: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    # Given a Redis that refuses every connection, and a broker that counts
+    # Given a cache Redis that refuses every connection (the broker's
+    # connection, already open, still answers)
     bot = BotFactory.create()
-    tries: list[str] = []
-    published: list[Any] = []
+    caches_config = copy.deepcopy(settings.CACHES)
+    caches_config["default"]["LOCATION"] = f"redis://127.0.0.1:{_closed_port()}/0"
+    settings.CACHES = caches_config
 
-    def refused(source: str, keys: list[str], args: list[Any]) -> int:
-        tries.append(source)
-        raise redis.ConnectionError("Error 111 connecting. Connection refused.")
-
-    from bots.tasks import outbox_drain_task, outbox_send_task
-
-    monkeypatch.setattr(outbox_wake, "_run", refused)
-    for task in (outbox_drain_task, outbox_send_task):
-        monkeypatch.setattr(task, "apply_async", lambda *a, **k: published.append(a))
-
-    # When a chat's rows commit, then the wake fails after two tries
+    # When a chat's rows commit, then the wake raises Redis's error
     with pytest.raises(redis.ConnectionError):
         with django_capture_on_commit_callbacks(execute=False) as hooks:
             _queue(bot, CHATS[0], "hi")
@@ -237,34 +237,25 @@ def test_an_unreachable_redis_is_tried_twice_and_no_task_is_published(
         wake()
 
     # and nothing was published: the row waits for the sweep
-    assert tries == [outbox_wake._WAKE, outbox_wake._WAKE]
-    assert published == []
+    assert _published(broker) == []
     assert list(OutboundMessage.objects.values_list("status", flat=True)) == ["pending"]
 
 
-def test_a_connection_dropped_once_is_retried_and_wakes_a_sender(
+def test_a_connection_dropped_by_redis_is_replaced_and_wakes_a_sender(
     broker: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
-    # Given a Redis whose first answer is a dropped connection
+    # Given the pooled connection of the wake, dropped by Redis
     bot = BotFactory.create()
-    real_run = outbox_wake._run
-    drops = [redis.ConnectionError("Connection closed by server.")]
-
-    def once(source: str, keys: list[str], args: list[Any]) -> int:
-        if drops:
-            raise drops.pop()
-        return real_run(source, keys, args)
-
-    monkeypatch.setattr(outbox_wake, "_run", once)
+    pooled = outbox_wake._client().client_id()
+    assert broker.client_kill_filter(_id=str(pooled)) == 1
 
     # When a chat's rows commit
     with django_capture_on_commit_callbacks(execute=True):
         _queue(bot, CHATS[0], "hi")
         outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
 
-    # Then the second try took a slot and published its sender
+    # Then a new connection took a slot and published its sender
     assert _published(broker) == [("bots.outbox_drain", "(0,)")]
     assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
     assert _slots(broker) == [True, False]
