@@ -6,15 +6,15 @@ import socket
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings as django_settings
 from django.core.cache import caches
-from django.db import OperationalError
+from django.db import connection
 
 from botfactory.celery import app
 from bots.models import Bot, OutboundMessage
-from bots.services import outbox as outbox_module
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
 from tests.factories import BotFactory
@@ -46,6 +46,18 @@ def _published(client: redis.Redis) -> list[tuple[str, Any]]:
     return sorted(
         (message["headers"]["task"], message["headers"]["argsrepr"])
         for message in messages
+    )
+
+
+def _other_connection() -> psycopg.Connection[Any]:
+    params = connection.settings_dict
+    return psycopg.connect(
+        host=params["HOST"],
+        port=params["PORT"] or 5432,
+        dbname=params["NAME"],
+        user=params["USER"],
+        password=params["PASSWORD"],
+        autocommit=True,
     )
 
 
@@ -182,32 +194,33 @@ def test_a_failed_publish_frees_the_slot_and_keeps_the_rows(
     assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
     broker: redis.Redis,
-    monkeypatch: pytest.MonkeyPatch,
-    django_capture_on_commit_callbacks: Any,
 ) -> None:
-    # Given two ready chats, and a database that fails the first drain
+    # Given two ready chats whose rows another connection holds locked, and
+    # a database that gives up on a lock after 100 ms
     bot = BotFactory.create()
     for chat_id in CHATS[:2]:
-        with django_capture_on_commit_callbacks(execute=True):
-            _queue(bot, chat_id, "hi")
-            outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
+        _queue(bot, chat_id, "hi")
+        outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
     broker.delete(_queue_key())
-    drained: list[int] = []
+    table = OutboundMessage._meta.db_table
 
-    def fail(*, bot_id: int, chat_id: int) -> int:
-        drained.append(chat_id)
-        raise OperationalError("couldn't get a connection after 1.50 sec")
+    with _other_connection() as other, other.transaction():
+        other.execute(f"SELECT id FROM {table} FOR UPDATE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '100ms'")
+        try:
+            # When the sender of slot 0 runs
+            sent = outbox_ready_drain(slot=0)
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
 
-    monkeypatch.setattr(outbox_module, "outbox_chat_drain", fail)
-
-    # When the sender of slot 0 runs
-    sent = outbox_ready_drain(slot=0)
-
-    # Then it tried one chat, put it back with the other, kept its slot and
-    # queued a task to take the slot up again in two seconds; nothing sent
-    assert (sent, len(drained)) == (0, 1)
+    # Then it sent nothing, put its chat back with the other, kept its slot
+    # and queued a task to take the slot up again in two seconds
+    assert sent == 0
     assert _ready(broker) == {f"{bot.pk}:{chat_id}".encode() for chat_id in CHATS[:2]}
     assert _slots(broker)[0] is True
     assert _published(broker) == [("bots.outbox_drain", "(0,)")]
