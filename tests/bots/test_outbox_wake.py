@@ -2,7 +2,6 @@
 
 import copy
 import json
-import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from botfactory.celery import app
 from bots.models import Bot, OutboundMessage
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
+from tests.bots.hostile_server import database_url, free_port
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -47,24 +47,6 @@ def _published(client: redis.Redis) -> list[tuple[str, Any]]:
         (message["headers"]["task"], message["headers"]["argsrepr"])
         for message in messages
     )
-
-
-def _other_connection() -> psycopg.Connection[Any]:
-    params = connection.settings_dict
-    return psycopg.connect(
-        host=params["HOST"],
-        port=params["PORT"] or 5432,
-        dbname=params["NAME"],
-        user=params["USER"],
-        password=params["PASSWORD"],
-        autocommit=True,
-    )
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _queue_key() -> str:
@@ -207,7 +189,12 @@ def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
     broker.delete(_queue_key())
     table = OutboundMessage._meta.db_table
 
-    with _other_connection() as other, other.transaction():
+    with (
+        psycopg.connect(
+            database_url(connection.settings_dict), autocommit=True
+        ) as other,
+        other.transaction(),
+    ):
         other.execute(f"SELECT id FROM {table} FOR UPDATE")
         with connection.cursor() as cursor:
             cursor.execute("SET lock_timeout = '100ms'")
@@ -238,7 +225,7 @@ def test_an_unreachable_redis_publishes_no_task_and_keeps_the_rows(
     # connection, already open, still answers)
     bot = BotFactory.create()
     caches_config = copy.deepcopy(settings.CACHES)
-    caches_config["default"]["LOCATION"] = f"redis://127.0.0.1:{_closed_port()}/0"
+    caches_config["default"]["LOCATION"] = f"redis://127.0.0.1:{free_port()}/0"
     settings.CACHES = caches_config
 
     # When a chat's rows commit, then the wake raises Redis's error
