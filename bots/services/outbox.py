@@ -64,6 +64,11 @@ _SENDER_SECONDS = 20.0
 # How long a sender whose database failed waits before its slot is taken
 # up again.
 _SENDER_RETRY_SECONDS = 2.0
+# How long a sender that has sent waits for the next ready chat before it
+# gives its slot up: under a steady stream of updates the same senders keep
+# sending, and no task is published per update. Below the Redis client's
+# socket timeout, which would otherwise cut the wait short.
+_SENDER_LINGER_SECONDS = 0.5
 
 
 def _send_params(
@@ -503,15 +508,20 @@ def outbox_chat_drain(*, bot_id: int, chat_id: int) -> int:
 def outbox_ready_drain(*, slot: int) -> int:
     """Drain ready chats for the sender holding ``slot``; return messages sent.
 
-    Ends when no chat is ready, or hands the slot to a new task after a
-    while. A Redis failure ends it: the slot frees itself, and the sweep
-    sends what the ready set held.
+    Ends when no chat is ready (having waited a moment for one, if it sent
+    anything), or hands the slot to a new task after a while. A Redis
+    failure ends it: the slot frees itself, and the sweep sends what the
+    ready chats held.
     """
     started = time.monotonic()
     sent = 0
+    drained = False
     while True:
         try:
             ready = ready_chat_pop(slot)
+            if ready is None and drained:
+                ready = ready_chat_pop(slot, wait=_SENDER_LINGER_SECONDS)
+                drained = False
             if ready is None and not sender_slot_release(slot):
                 return sent
         except redis.RedisError:
@@ -522,6 +532,7 @@ def outbox_ready_drain(*, slot: int) -> int:
         bot_id, chat_id = ready
         try:
             sent += outbox_chat_drain(bot_id=bot_id, chat_id=chat_id)
+            drained = True
         except DatabaseError:
             # No connection to be had (the pool busy, the server away): the
             # chat goes back, and a new task takes the slot up shortly.

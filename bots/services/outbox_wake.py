@@ -1,10 +1,13 @@
 """Waking the senders once outbox rows commit.
 
-With Redis as the broker, a committed chat joins a set of ready chats, and
-a bounded number of sender tasks (``OUTBOX_SENDERS`` slots) drain that set:
-under load one task sends for many chats, instead of one task published
-and run per update. The set and the slots are hints, never the record: the
-rows are in PostgreSQL, and the sweep sends whatever a lost hint leaves.
+With Redis as the broker, a committed chat joins the ready chats (a sorted
+set, oldest first), and a bounded number of sender tasks (``OUTBOX_SENDERS``
+slots) drain them: under load one task sends for many chats, instead of one
+task published and run per update. A sender that has sent waits a moment
+for the next ready chat before it gives its slot up, so a steady stream of
+updates keeps the same senders busy and publishes no task at all. The ready
+chats and the slots are hints, never the record: the rows are in
+PostgreSQL, and the sweep sends whatever a lost hint leaves.
 
 Elsewhere (tasks run in-process, or Redis failing) each chat gets a send
 task of its own, unless one is already waiting for it (a mark in the
@@ -12,6 +15,7 @@ cache).
 """
 
 import logging
+import time
 from typing import Any, cast
 
 import redis
@@ -27,11 +31,14 @@ _QUEUED_MARK_SECONDS = 10
 # sender renews it before each chat.
 _SLOT_SECONDS = 30
 
-# KEYS: the ready set, then each slot. ARGV: slot seconds, then the chats.
-# Adds the chats, then takes the first free slot: its number, or -1 when
-# every slot has a sender already, which will find the chats.
+# KEYS: the ready chats, then each slot. ARGV: slot seconds, the time, then
+# the chats. Adds the chats (one already waiting keeps its place), then takes
+# the first free slot: its number, or -1 when every slot has a sender
+# already, which will find the chats.
 _WAKE = """
-redis.call('SADD', KEYS[1], unpack(ARGV, 2))
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], 'NX', ARGV[2], ARGV[i])
+end
 for i = 2, #KEYS do
   if redis.call('SET', KEYS[i], '1', 'NX', 'EX', ARGV[1]) then
     return i - 2
@@ -39,12 +46,12 @@ for i = 2, #KEYS do
 end
 return -1
 """
-# KEYS: the ready set, the slot. ARGV: slot seconds. Gives the slot up,
+# KEYS: the ready chats, the slot. ARGV: slot seconds. Gives the slot up,
 # unless chats came in meanwhile (their wake found the slot taken): then it
 # is kept, and 1 returned.
 _RELEASE = """
 redis.call('DEL', KEYS[2])
-if redis.call('SCARD', KEYS[1]) > 0
+if redis.call('ZCARD', KEYS[1]) > 0
     and redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   return 1
 end
@@ -65,7 +72,7 @@ def _key(name: str) -> str:
 
 
 def _ready_key() -> str:
-    return _key("outbox:ready")
+    return _key("outbox:ready-chats")
 
 
 def _slot_key(slot: int) -> str:
@@ -133,7 +140,7 @@ def _send_enqueue_unless_queued(bot_id: int, chat_id: int) -> None:
 def send_mark_forget(bot_id: int, chat_id: int) -> None:
     """Forget that a send task waits for the chat; never raise."""
     if _uses_ready_set():
-        # Senders are woken through the ready set then: no mark was set.
+        # Senders are woken through the ready chats then: no mark was set.
         return
     try:
         caches["default"].delete(_queued_key(bot_id, chat_id))
@@ -157,7 +164,9 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
     members = [f"{bot_id}:{chat_id}" for chat_id in chat_ids]
     try:
         # redis-py replaces a pooled connection that a restart dropped.
-        slot = _run(_WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, *members])
+        slot = _run(
+            _WAKE, [_ready_key(), *slots], [_SLOT_SECONDS, time.time(), *members]
+        )
     except (redis.ConnectionError, redis.TimeoutError):
         # The broker is this same Redis: a task could not be published
         # either, and trying would cost every update its publish retry.
@@ -181,18 +190,24 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
         raise
 
 
-def ready_chat_pop(slot: int) -> tuple[int, int] | None:
-    """Take one ready chat for the sender holding ``slot``, renewing its hold.
+def ready_chat_pop(slot: int, wait: float = 0.0) -> tuple[int, int] | None:
+    """Take the oldest ready chat for the sender holding ``slot``, renewing its hold.
 
-    Return (bot id, chat id), or None when no chat is ready. Raises
+    With ``wait``, wait up to that many seconds for one to come. Return
+    (bot id, chat id), or None when no chat is ready. Raises
     redis.RedisError.
     """
     pipe = _client().pipeline(transaction=False)
-    pipe.spop(_ready_key())
+    if wait > 0:
+        pipe.bzpopmin(_ready_key(), timeout=wait)
+    else:
+        pipe.zpopmin(_ready_key())
     pipe.expire(_slot_key(slot), _SLOT_SECONDS)
-    member, _renewed = pipe.execute()
-    if member is None:
+    popped, _renewed = pipe.execute()
+    if not popped:
         return None
+    # ZPOPMIN answers [(member, score)], BZPOPMIN (key, member, score).
+    member = popped[0][0] if wait <= 0 else popped[1]
     bot_id, _, chat_id = member.decode("ascii").partition(":")
 
     return int(bot_id), int(chat_id)
@@ -209,10 +224,10 @@ def sender_slot_release(slot: int) -> bool:
 def ready_chat_return(bot_id: int, chat_id: int) -> None:
     """Put a chat its sender could not drain back among the ready; never raise."""
     try:
-        _client().sadd(_ready_key(), f"{bot_id}:{chat_id}")
+        _client().zadd(_ready_key(), {f"{bot_id}:{chat_id}": time.time()}, nx=True)
     except redis.RedisError:
         # Its rows are in the database: the sweep sends them.
-        logger.warning("Could not return a chat of bot %s to the ready set.", bot_id)
+        logger.warning("Could not return a chat of bot %s to the ready chats.", bot_id)
 
 
 def sender_slot_hand_over(slot: int, countdown: float = 0.0) -> None:

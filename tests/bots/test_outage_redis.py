@@ -496,7 +496,7 @@ def test_redis_restarted_empty_loses_queued_tasks_and_the_sweeps_send_every_repl
 
     # then the tasks were lost with Redis, yet the sweeps sent every reply
     # once and the question was answered once
-    # (one sender task per slot, the chats beyond waiting in the ready set;
+    # (one sender task per slot, the chats beyond waiting among the ready chats;
     # the stopped worker's pending read of the queue may hold one of them)
     assert queued["bots.outbox_drain"] in (
         settings.OUTBOX_SENDERS - 1,

@@ -2,8 +2,11 @@
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -16,7 +19,7 @@ from botfactory.celery import app
 from bots.models import Bot, OutboundMessage
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
-from tests.bots.hostile_server import database_url, free_port
+from tests.bots.hostile_server import PROJECT_ROOT, database_url, free_port
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -55,8 +58,7 @@ def _queue_key() -> str:
 
 
 def _ready(client: redis.Redis) -> set[bytes]:
-    members = client.smembers(outbox_wake._ready_key())
-    return {m if isinstance(m, bytes) else m.encode() for m in members}
+    return set(cast(list[bytes], client.zrange(outbox_wake._ready_key(), 0, -1)))
 
 
 def _slots(client: redis.Redis) -> list[bool]:
@@ -88,7 +90,7 @@ def test_each_free_slot_gets_one_sender_and_busy_slots_none(
             outbox_schedule(bot_id=bot.pk, chat_ids={chat_id})
 
     # Then two sender tasks were published, one per slot, and every chat
-    # waits in the ready set for them
+    # waits among the ready chats for them
     assert _published(broker) == [
         ("bots.outbox_drain", "(0,)"),
         ("bots.outbox_drain", "(1,)"),
@@ -129,6 +131,91 @@ def test_a_sender_sends_every_ready_chat_then_frees_its_slot(
     assert _slots(broker) == [False, True]
 
 
+# Run in another process: once set up says so, waits until a sender blocks
+# waiting for a ready chat, then wakes the senders for one chat, as a web
+# process does.
+_WAKE_WHEN_A_SENDER_WAITS = """
+import sys, time
+import django
+django.setup()
+from bots.services import outbox_wake
+client = outbox_wake._client()
+client.ping()
+print("ready", flush=True)
+deadline = time.monotonic() + 5
+while not any(c["cmd"] == "bzpopmin" for c in client.client_list()):
+    if time.monotonic() > deadline:
+        sys.exit("no sender waited")
+    time.sleep(0.01)
+outbox_wake.senders_wake(int(sys.argv[1]), [int(sys.argv[2])])
+"""
+
+
+def test_a_sender_that_sent_waits_for_the_next_chat_so_no_task_is_published(
+    broker: redis.Redis,
+    telegram_api: FakeTelegramControl,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given a ready chat for the sender of slot 0, slot 1 busy, and a second
+    # chat whose rows are queued but whose wake comes from another process
+    # once the sender has sent the first and waits
+    bot = BotFactory.create()
+    with django_capture_on_commit_callbacks(execute=True):
+        _queue(bot, CHATS[0], "first")
+        outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
+    broker.set(outbox_wake._slot_key(1), "1")
+    broker.delete(_queue_key())
+    _queue(bot, CHATS[1], "second")
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "botfactory.settings",
+        "CACHE_KEY_PREFIX": str(django_settings.CACHES["default"]["KEY_PREFIX"]),
+        "OUTBOX_SENDERS": "2",
+        "PYTHONPATH": str(PROJECT_ROOT),
+    }
+    waker = subprocess.Popen(
+        [sys.executable, "-c", _WAKE_WHEN_A_SENDER_WAITS, str(bot.pk), str(CHATS[1])],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert waker.stdout is not None
+    assert waker.stdout.readline() == "ready\n"
+
+    # When the sender of slot 0 runs
+    try:
+        sent = outbox_ready_drain(slot=0)
+    finally:
+        assert waker.wait(timeout=30) == 0
+
+    # Then it sent both chats' rows itself: the wake found both slots held
+    # and published no task
+    assert sent == 2
+    assert [
+        (call["params"]["chat_id"], call["params"]["text"])
+        for call in telegram_api.calls("sendMessage")
+    ] == [(str(CHATS[0]), "first"), (str(CHATS[1]), "second")]
+    assert _published(broker) == []
+    assert _ready(broker) == set()
+    assert _slots(broker) == [False, True]
+
+
+def test_ready_chats_are_taken_oldest_first_and_a_waiting_chat_keeps_its_place(
+    broker: redis.Redis,
+) -> None:
+    # Given every slot busy, and three chats woken in turn, the first twice
+    broker.set(outbox_wake._slot_key(0), "1")
+    broker.set(outbox_wake._slot_key(1), "1")
+    for chat_id in (CHATS[2], CHATS[0], CHATS[1], CHATS[2]):
+        outbox_wake.senders_wake(5, [chat_id])
+
+    # When a sender takes them, then they come in the order they first woke
+    taken = [outbox_wake.ready_chat_pop(0) for _ in range(4)]
+    assert taken == [(5, CHATS[2]), (5, CHATS[0]), (5, CHATS[1]), None]
+    assert _published(broker) == []
+
+
 def test_a_slot_is_kept_when_chats_came_while_its_sender_was_finding_none(
     broker: redis.Redis,
 ) -> None:
@@ -136,7 +223,7 @@ def test_a_slot_is_kept_when_chats_came_while_its_sender_was_finding_none(
     # wake found every slot taken
     broker.set(outbox_wake._slot_key(0), "1")
     broker.set(outbox_wake._slot_key(1), "1")
-    broker.sadd(outbox_wake._ready_key(), "1:2")
+    broker.zadd(outbox_wake._ready_key(), {"1:2": 1.0})
 
     # When the sender gives its slot up, then it keeps it, to take the chat
     assert outbox_wake.sender_slot_release(0) is True
