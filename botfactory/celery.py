@@ -63,17 +63,18 @@ def _clear_task_context(task_id: str | None = None, **_: object) -> None:
 
 @worker_init.connect
 @worker_process_init.connect
-def _install_database_deadline(**_: object) -> None:
-    """Bound every database wait of a worker as the web processes do.
+def _install_database_pool(**_: object) -> None:
+    """Bound every database wait of a worker, and check its pooled
+    connections, as the web processes do.
 
     ``worker_init`` covers the solo and thread pools, ``worker_process_init``
     each child of the prefork pool.
     """
     from django.conf import settings
 
-    from botfactory.database import database_deadline_install
+    from botfactory.database import database_pool_install
 
-    database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)
+    database_pool_install(settings.DATABASE_COMMAND_TIMEOUT)
 
 
 @worker_init.connect

@@ -1,13 +1,18 @@
-"""The database command deadline: no wait for the server lasts forever."""
+"""The database connections: a deadline on every wait, a cheap pool check."""
 
 import inspect
 import logging
+import select
+import time
+import weakref
 from typing import Any, TypeVar
 
 import psycopg
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from psycopg.abc import PQGen
+from psycopg.pq import ConnStatus, TransactionStatus
+from psycopg_pool import ConnectionPool
 
 from botfactory.errors import DatabaseDeadlineError
 
@@ -18,6 +23,50 @@ logger = logging.getLogger(__name__)
 _WAIT_PARAMETERS = ["self", "gen", "interval", "timeout"]
 
 _Result = TypeVar("_Result")
+
+# A pooled connection whose last full check is older than this gets one on
+# its next checkout: a link dropped without a word (a NAT's idle timeout, a
+# failover) is found before a request uses it.
+FULL_CHECK_SECONDS = 10.0
+_checked_at: "weakref.WeakKeyDictionary[psycopg.Connection[Any], float]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def pooled_connection_check(conn: psycopg.Connection[Any]) -> None:
+    """Make sure a pooled connection works before it is handed out; raise if not.
+
+    The pool's own check sends an empty query on every checkout, a round trip
+    per request. Here, a connection fully checked within the last
+    ``FULL_CHECK_SECONDS``, idle, and with nothing to read passes as it is:
+    a server that restarted or ended the session has closed the socket or
+    written its error to it, and either makes it readable. Anything else gets
+    the empty query.
+    """
+    checked = _checked_at.get(conn)
+    now = time.monotonic()
+    if (
+        checked is not None
+        and now - checked < FULL_CHECK_SECONDS
+        and conn.pgconn.status == ConnStatus.OK
+        and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        and not _readable(conn.pgconn.socket)
+    ):
+        return
+
+    ConnectionPool.check_connection(conn)
+    _checked_at[conn] = now
+
+
+# The checks a pool may hold before (Django's) and after the install.
+_POOL_CHECKS = (ConnectionPool.check_connection, pooled_connection_check)
+
+
+def _readable(fd: int) -> bool:
+    # poll, unlike select, takes descriptors past 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 class DeadlineConnection(psycopg.Connection[Any]):
@@ -60,12 +109,15 @@ class DeadlineConnection(psycopg.Connection[Any]):
             ) from None
 
 
-def database_deadline_install(seconds: float) -> None:
-    """Serve ``DeadlineConnection``s with ``seconds`` from every database pool.
+def database_pool_install(seconds: float) -> None:
+    """Serve ``DeadlineConnection``s with ``seconds`` from every database pool,
+    checked at checkout by ``pooled_connection_check``.
 
     Django creates its pools lazily, so this runs before the first request
-    opens one. Raise ImproperlyConfigured if psycopg's ``Connection.wait`` no
-    longer has the signature ``DeadlineConnection`` overrides.
+    opens one; Django gives a pool no way to name its check, so it is set on
+    the pool. Raise ImproperlyConfigured if psycopg's ``Connection.wait`` no
+    longer has the signature ``DeadlineConnection`` overrides, or a pool no
+    longer keeps its check where this sets it.
     """
     if list(inspect.signature(psycopg.Connection.wait).parameters) != (
         _WAIT_PARAMETERS
@@ -78,5 +130,12 @@ def database_deadline_install(seconds: float) -> None:
     DeadlineConnection.command_timeout = seconds
     for alias in connections:
         pool = getattr(connections[alias], "pool", None)
-        if pool is not None:
-            pool.connection_class = DeadlineConnection
+        if pool is None:
+            continue
+        pool.connection_class = DeadlineConnection
+        if getattr(pool, "_check", None) not in _POOL_CHECKS:
+            raise ImproperlyConfigured(
+                "The database pool keeps no check where expected (is "
+                "CONN_HEALTH_CHECKS on?); the pool check cannot be installed."
+            )
+        pool._check = pooled_connection_check

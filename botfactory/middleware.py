@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 
 from botfactory import health, metrics_views
 from botfactory.context import context_scope, new_trace_id
-from botfactory.database import database_deadline_install
+from botfactory.database import database_pool_install
 from botfactory.errors import db_unavailable_response, is_database_unavailable
 
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -59,12 +59,12 @@ class DatabaseUnavailableMiddleware:
     """Turn a database that cannot be reached into 503 ``db_unavailable``.
 
     It also bounds how long a command may wait for the server (see
-    ``database_deadline_install``), so a frozen server ends in a 503 too.
+    ``database_pool_install``), so a frozen server ends in a 503 too.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        database_deadline_install(settings.DATABASE_COMMAND_TIMEOUT)
+        database_pool_install(settings.DATABASE_COMMAND_TIMEOUT)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)

@@ -234,8 +234,10 @@ def _database(url: str | None) -> dict[str, Any]:
         return config
 
     config["CONN_MAX_AGE"] = 0
-    # The pool checks a connection (an empty query) before handing it out, so
-    # connections a restarted server has dropped are replaced, not failed on.
+    # The pool checks a connection before handing it out, so connections a
+    # restarted server has dropped are replaced, not failed on. Web and worker
+    # processes swap the check (an empty query) for pooled_connection_check,
+    # which spares most checkouts the round trip.
     config["CONN_HEALTH_CHECKS"] = True
     config["OPTIONS"] = {
         "connect_timeout": DATABASE_CONNECT_TIMEOUT,
