@@ -7,8 +7,9 @@ fields, JSON, time zones) and skip only the query compiler: the SQL of
 each model is built once per process.
 """
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -105,6 +106,11 @@ def row_fetch(
     return _instance(model, shape, row), tuple(row[len(shape.names) :])
 
 
+def row_instance(model: type[M], row: Sequence[Any]) -> M:
+    """An instance from ``row``, whose values start with ``columns(model)``."""
+    return _instance(model, _shape(model), row)
+
+
 @functools.lru_cache(maxsize=64)
 def _insert_sql(
     model: type[models.Model], count: int
@@ -194,3 +200,22 @@ def rows_update(
     with connection.cursor() as cursor:
         cursor.execute(sql, [*values_params, *params])
         return int(cursor.rowcount)
+
+
+@contextlib.contextmanager
+def one_round_trip() -> Iterator[None]:
+    """Send the statements run inside together, where the database can.
+
+    On PostgreSQL this is psycopg's pipeline mode: each statement is sent
+    without waiting, and the first result asked for (a fetch) waits for them
+    all, so writes followed by an ``INSERT ... RETURNING`` cost one round
+    trip. A ``rowcount`` read inside is -1: nothing has answered yet. An
+    error surfaces at that fetch, or on leaving, as Django's error.
+    """
+    if connection.vendor != "postgresql":
+        yield
+        return
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield

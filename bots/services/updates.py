@@ -85,32 +85,98 @@ def _set_outcome(*, bot: Bot, update_id: int, outcome: str) -> None:
     ProcessedUpdate.objects.filter(bot=bot, update_id=update_id).update(outcome=outcome)
 
 
-def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
+def _conversation_key(*, bot: Bot, parsed: ParsedUpdate) -> list[int]:
     assert parsed.key is not None
-    key = [bot.pk, parsed.key.chat_id, parsed.key.thread_id, parsed.key.user_id]
-    table = rows.table(Conversation)
-    select = (
-        f"SELECT {rows.columns(Conversation)} FROM {table} WHERE bot_id = %s"
-        " AND chat_id = %s AND thread_id = %s AND user_id = %s" + rows.for_update()
+    return [bot.pk, parsed.key.chat_id, parsed.key.thread_id, parsed.key.user_id]
+
+
+def _conversation_select() -> str:
+    return (
+        f"SELECT {rows.columns(Conversation)} FROM {rows.table(Conversation)}"
+        " WHERE bot_id = %s AND chat_id = %s AND thread_id = %s AND user_id = %s"
+        + rows.for_update()
     )
-    found = rows.row_fetch(Conversation, select, key)
+
+
+def _claim_and_lock(
+    *, bot: Bot, parsed: ParsedUpdate
+) -> tuple[bool, Conversation | None]:
+    """Lock the update's conversation and claim the update, in one statement.
+
+    PostgreSQL only. Return whether the update was claimed, and the locked
+    conversation, None when the chat has none yet. Every update that runs a
+    spec comes through here, so all take the two locks in the same order.
+    """
+    claim_table = rows.table(ProcessedUpdate)
+    sql = (
+        f"WITH conversation AS ({_conversation_select()}), claim AS ("
+        f"INSERT INTO {claim_table} (bot_id, update_id, outcome, created_at) "
+        "VALUES (%s, %s, 'processed', %s) ON CONFLICT (bot_id, update_id) "
+        "DO NOTHING RETURNING 1) "
+        "SELECT (SELECT count(*) FROM claim), conversation.* "
+        "FROM (SELECT 1) AS one LEFT JOIN conversation ON true"
+    )
+    params: list[Any] = [
+        *_conversation_key(bot=bot, parsed=parsed),
+        bot.pk,
+        parsed.update_id,
+        timezone.now(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    assert row is not None
+    claimed, values = row[0] == 1, row[1:]
+    # The outer join gives NULLs, the id among them, for a chat's first update.
+    if values[0] is None:
+        return claimed, None
+
+    return claimed, rows.row_instance(Conversation, values)
+
+
+def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
+    found = rows.row_fetch(
+        Conversation, _conversation_select(), _conversation_key(bot=bot, parsed=parsed)
+    )
     if found is not None:
         return found[0]
 
+    return _conversation_create(bot=bot, parsed=parsed)
+
+
+def _conversation_create(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
+    """Insert the chat's first conversation and lock it."""
+    key = _conversation_key(bot=bot, parsed=parsed)
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (bot_id, chat_id, thread_id, user_id, state, locale, "
-            "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, '', %s, %s) "
+            f"INSERT INTO {rows.table(Conversation)} (bot_id, chat_id, thread_id, "
+            "user_id, state, locale, created_at, updated_at) "
+            "VALUES (%s, %s, %s, %s, %s, '', %s, %s) "
             "ON CONFLICT (bot_id, chat_id, thread_id, user_id) DO NOTHING",
             [*key, "{}", now, now],
         )
     # A concurrent first update of the same chat may have inserted it first;
     # either way the row exists now, and this waits for its lock.
-    found = rows.row_fetch(Conversation, select, key)
+    found = rows.row_fetch(Conversation, _conversation_select(), key)
     assert found is not None
 
     return found[0]
+
+
+def _runs_spec(*, bot: Bot, parsed: ParsedUpdate) -> bool:
+    """Whether the update, once claimed, runs the spec: the conditions under
+    which ``_update_process_once`` reaches the conversation lock."""
+    return (
+        bot.is_active
+        and parsed.kind != "my_chat_member"
+        and parsed.event is not None
+        and parsed.key is not None
+        and (
+            bot.live_version_id is not None
+            or local_chat_number(parsed.key.chat_id) is not None
+        )
+    )
 
 
 def _membership_apply(*, bot: Bot, parsed: ParsedUpdate) -> None:
@@ -141,16 +207,22 @@ def _component(spec: Spec, state: ConversationState, node_id: str | None = None)
 
 
 def conversation_spec_run(
-    *, bot: Bot, conversation: Conversation, parsed: ParsedUpdate, event: Event
+    *,
+    bot: Bot,
+    conversation: Conversation,
+    parsed: ParsedUpdate,
+    event: Event,
+    save: bool = True,
 ) -> list[Action]:
     """Run the conversation's spec on ``event`` and return the actions.
 
     The caller holds the conversation's row lock. Follows the live spec
     version from the start node (a studio "Try it" chat runs the version or
     draft it is for instead), negotiates the locale, runs the executor
-    and any SQL node it asks for, and saves the new state, the locale and
-    the update id on ``conversation``. Raises DatabaseError subclasses when
-    the database fails.
+    and any SQL node it asks for, and sets the new state, the locale and
+    the update id on ``conversation``, saving them unless ``save`` is off
+    (the caller then saves with ``conversation_save``). Raises DatabaseError
+    subclasses when the database fails.
     """
     version_id = conversation.spec_version_id
     live_id = bot.live_version_id
@@ -221,9 +293,15 @@ def conversation_spec_run(
     conversation.state = state.model_dump(mode="json")
     conversation.locale = locale
     conversation.last_update_id = parsed.update_id
-    rows.row_update(conversation, _CONVERSATION_SAVED)
+    if save:
+        conversation_save(conversation)
 
     return actions
+
+
+def conversation_save(conversation: Conversation) -> None:
+    """Write what running the spec changed on ``conversation``."""
+    rows.row_update(conversation, _CONVERSATION_SAVED)
 
 
 def _sql_event(*, bot: Bot, action: RunSql, update_id: int) -> SqlResultEvent:
@@ -247,7 +325,16 @@ def _update_process_once(
     *, bot: Bot, parsed: ParsedUpdate, local: bool
 ) -> UpdateResult:
     with transaction.atomic():
-        if not _claim(bot=bot, update_id=parsed.update_id, outcome="processed"):
+        conversation: Conversation | None = None
+        combined = connection.vendor == "postgresql" and _runs_spec(
+            bot=bot, parsed=parsed
+        )
+        if combined:
+            # The hot path: one round trip for both.
+            claimed, conversation = _claim_and_lock(bot=bot, parsed=parsed)
+        else:
+            claimed = _claim(bot=bot, update_id=parsed.update_id, outcome="processed")
+        if not claimed:
             return UpdateResult(outcome="duplicate")
         if not bot.is_active:
             _set_outcome(bot=bot, update_id=parsed.update_id, outcome="dropped")
@@ -270,10 +357,19 @@ def _update_process_once(
             logger.warning("Update ignored: the bot has no published spec version.")
             return UpdateResult(outcome="ignored")
 
-        conversation = _conversation_lock(bot=bot, parsed=parsed)
+        if conversation is None:
+            conversation = (
+                _conversation_create(bot=bot, parsed=parsed)
+                if combined
+                else _conversation_lock(bot=bot, parsed=parsed)
+            )
         conversation_reset_if_idle(bot=bot, conversation=conversation)
         actions = conversation_spec_run(
-            bot=bot, conversation=conversation, parsed=parsed, event=parsed.event
+            bot=bot,
+            conversation=conversation,
+            parsed=parsed,
+            event=parsed.event,
+            save=False,
         )
         messages = outbox_messages_build(
             bot=bot,
@@ -283,7 +379,10 @@ def _update_process_once(
         )
         if local:
             outbox_messages_deliver_locally(bot=bot, messages=messages)
-        rows.rows_insert(messages)
+        # The new state and the replies: one round trip for both.
+        with rows.one_round_trip():
+            conversation_save(conversation)
+            rows.rows_insert(messages)
         messages += llm_requests_record(
             bot=bot,
             conversation=conversation,
