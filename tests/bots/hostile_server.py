@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import httpx
+import psycopg
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 30.0
@@ -31,6 +32,28 @@ def database_url(database: dict[str, object]) -> str:
     port = database.get("PORT") or 5432
 
     return f"postgres://{credentials}{host}:{port}/{database['NAME']}"
+
+
+@contextmanager
+def locked_elsewhere(lock_sql: str) -> Iterator[None]:
+    """Within the block, another session holds what ``lock_sql`` locks, and
+    Django's connection gives up on a lock after 100 ms."""
+    from django.db import connection
+
+    with (
+        psycopg.connect(
+            database_url(connection.settings_dict), autocommit=True
+        ) as other,
+        other.transaction(),
+    ):
+        other.execute(lock_sql)
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '100ms'")
+        try:
+            yield
+        finally:
+            with connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
 
 
 def demo_server_env(

@@ -8,18 +8,15 @@ import sys
 from collections.abc import Iterator
 from typing import Any, cast
 
-import psycopg
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.core.cache import caches
-from django.db import connection
 
 from botfactory.celery import app
 from bots.models import Bot, OutboundMessage
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
-from tests.bots.hostile_server import PROJECT_ROOT, database_url, free_port
+from tests.bots.hostile_server import PROJECT_ROOT, free_port, locked_elsewhere
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -36,11 +33,11 @@ def broker(settings: Any) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(str(django_settings.REDIS_URL))
     yield client
     app.conf.task_always_eager = True
-    prefix = str(caches["default"].make_key(""))
-    for pattern in (f"{prefix}outbox:*", f"{django_settings.CACHE_KEY_PREFIX}*"):
-        for key in client.scan_iter(match=pattern):
-            if b"outbox" in key or b":celery:" in key:
-                client.delete(key)
+    # This process's keys only: other test processes share the Redis.
+    prefix = django_settings.CACHES["default"]["KEY_PREFIX"]
+    for key in client.scan_iter(match=f"{prefix}*"):
+        if b"outbox" in key or b":celery:" in key:
+            client.delete(key)
     client.close()
 
 
@@ -173,6 +170,7 @@ def test_a_sender_that_sent_waits_for_the_next_chat_so_no_task_is_published(
         "OUTBOX_SENDERS": "2",
         "PYTHONPATH": str(PROJECT_ROOT),
     }
+    env.pop("PYTEST_XDIST_WORKER", None)
     waker = subprocess.Popen(
         [sys.executable, "-c", _WAKE_WHEN_A_SENDER_WAITS, str(bot.pk), str(CHATS[1])],
         env=env,
@@ -276,21 +274,9 @@ def test_a_sender_whose_database_fails_returns_its_chat_and_hands_its_slot_on(
     broker.delete(_queue_key())
     table = OutboundMessage._meta.db_table
 
-    with (
-        psycopg.connect(
-            database_url(connection.settings_dict), autocommit=True
-        ) as other,
-        other.transaction(),
-    ):
-        other.execute(f"SELECT id FROM {table} FOR UPDATE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '100ms'")
-        try:
-            # When the sender of slot 0 runs
-            sent = outbox_ready_drain(slot=0)
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET lock_timeout")
+    with locked_elsewhere(f"SELECT id FROM {table} FOR UPDATE"):
+        # When the sender of slot 0 runs
+        sent = outbox_ready_drain(slot=0)
 
     # Then it sent nothing, put its chat back with the other, kept its slot
     # and queued a task to take the slot up again in two seconds

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from bots.models import Conversation, OutboundMessage, ProcessedUpdate
 from bots.services import outbox_wake
 from tests.bots.conftest import Webhook
-from tests.bots.hostile_server import database_url
+from tests.bots.hostile_server import locked_elsewhere
 
 CHAT_ID = 5_551_001
 
@@ -154,21 +154,9 @@ def test_a_save_failing_in_its_batch_answers_503_and_changes_nothing(
     before = (conversation.state, conversation.last_update_id)
     outbox = OutboundMessage.objects.count()
     table = OutboundMessage._meta.db_table
-    with (
-        psycopg.connect(
-            database_url(connection.settings_dict), autocommit=True
-        ) as other,
-        other.transaction(),
-    ):
-        other.execute(f"LOCK TABLE {table} IN SHARE MODE")
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '100ms'")
-        try:
-            # When an update's new state and replies are saved
-            answer = statements.post(_message(2, "Order a drink"))
-        finally:
-            with connection.cursor() as cursor:
-                cursor.execute("RESET lock_timeout")
+    with locked_elsewhere(f"LOCK TABLE {table} IN SHARE MODE"):
+        # When an update's new state and replies are saved
+        answer = statements.post(_message(2, "Order a drink"))
 
     # Then it is a 503 that Telegram retries, and the claim, the state and
     # the outbox are as they were
