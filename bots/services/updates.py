@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from botfactory import rows
@@ -68,16 +69,22 @@ class UpdateResult:
     messages: tuple[OutboundMessage, ...] = ()
 
 
+def _claim_execute(
+    cursor: CursorWrapper, *, bot: Bot, update_id: int, outcome: str
+) -> None:
+    # One statement that both checks and claims: a concurrent duplicate
+    # waits for this transaction and then inserts nothing.
+    cursor.execute(
+        f"INSERT INTO {rows.table(ProcessedUpdate)} (bot_id, update_id, outcome, "
+        "created_at) VALUES (%s, %s, %s, %s) "
+        "ON CONFLICT (bot_id, update_id) DO NOTHING",
+        [bot.pk, update_id, outcome, timezone.now()],
+    )
+
+
 def _claim(*, bot: Bot, update_id: int, outcome: str) -> bool:
-    table = ProcessedUpdate._meta.db_table
     with connection.cursor() as cursor:
-        # One statement that both checks and claims: a concurrent duplicate
-        # waits for this transaction and then inserts nothing.
-        cursor.execute(
-            f"INSERT INTO {table} (bot_id, update_id, outcome, created_at) "
-            "VALUES (%s, %s, %s, %s) ON CONFLICT (bot_id, update_id) DO NOTHING",
-            [bot.pk, update_id, outcome, timezone.now()],
-        )
+        _claim_execute(cursor, bot=bot, update_id=update_id, outcome=outcome)
         return cursor.rowcount == 1
 
 
@@ -101,37 +108,26 @@ def _conversation_select() -> str:
 def _claim_and_lock(
     *, bot: Bot, parsed: ParsedUpdate
 ) -> tuple[bool, Conversation | None]:
-    """Lock the update's conversation and claim the update, in one statement.
+    """Claim the update, then lock its conversation, in one round trip.
 
-    PostgreSQL only. Return whether the update was claimed, and the locked
-    conversation, None when the chat has none yet. Every update that runs a
-    spec comes through here, so all take the two locks in the same order.
+    Return whether the update was claimed, and the locked conversation, None
+    when the chat has none yet. Every update takes the claim first, then the
+    conversation, so no two of them wait for each other in opposite orders.
     """
-    claim_table = rows.table(ProcessedUpdate)
-    sql = (
-        f"WITH conversation AS ({_conversation_select()}), claim AS ("
-        f"INSERT INTO {claim_table} (bot_id, update_id, outcome, created_at) "
-        "VALUES (%s, %s, 'processed', %s) ON CONFLICT (bot_id, update_id) "
-        "DO NOTHING RETURNING 1) "
-        "SELECT (SELECT count(*) FROM claim), conversation.* "
-        "FROM (SELECT 1) AS one LEFT JOIN conversation ON true"
-    )
-    params: list[Any] = [
-        *_conversation_key(bot=bot, parsed=parsed),
-        bot.pk,
-        parsed.update_id,
-        timezone.now(),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    assert row is not None
-    claimed, values = row[0] == 1, row[1:]
-    # The outer join gives NULLs, the id among them, for a chat's first update.
-    if values[0] is None:
+    with (
+        rows.one_round_trip(),
+        connection.cursor() as claim,
+        connection.cursor() as lock,
+    ):
+        _claim_execute(claim, bot=bot, update_id=parsed.update_id, outcome="processed")
+        lock.execute(_conversation_select(), _conversation_key(bot=bot, parsed=parsed))
+        row = lock.fetchone()
+        # Known once the fetch has waited for both; gone once closed.
+        claimed = claim.rowcount == 1
+    if row is None:
         return claimed, None
 
-    return claimed, rows.row_instance(Conversation, values)
+    return claimed, rows.row_instance(Conversation, row)
 
 
 def _conversation_lock(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
@@ -326,11 +322,8 @@ def _update_process_once(
 ) -> UpdateResult:
     with transaction.atomic():
         conversation: Conversation | None = None
-        combined = connection.vendor == "postgresql" and _runs_spec(
-            bot=bot, parsed=parsed
-        )
-        if combined:
-            # The hot path: one round trip for both.
+        runs_spec = _runs_spec(bot=bot, parsed=parsed)
+        if runs_spec:
             claimed, conversation = _claim_and_lock(bot=bot, parsed=parsed)
         else:
             claimed = _claim(bot=bot, update_id=parsed.update_id, outcome="processed")
@@ -360,7 +353,7 @@ def _update_process_once(
         if conversation is None:
             conversation = (
                 _conversation_create(bot=bot, parsed=parsed)
-                if combined
+                if runs_spec
                 else _conversation_lock(bot=bot, parsed=parsed)
             )
         conversation_reset_if_idle(bot=bot, conversation=conversation)

@@ -3,16 +3,24 @@
 Bursts run against several gunicorn worker processes sharing PostgreSQL.
 """
 
+import json
+import sys
+import time
 from collections.abc import Iterator
+from subprocess import PIPE, Popen
 from typing import Any
 
+import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 
 from bots.models import Bot, Conversation, ProcessedUpdate
 from bots.services.specs import bot_reload, spec_publish, spec_rollback
+from bots.updates import update_parse
 from tests.bots.chat_user import ChatUser, labels, texts
-from tests.bots.hostile_server import demo_server_env, gunicorn
+from tests.bots.conftest import DEMO_SECRET
+from tests.bots.hostile_server import database_url, demo_server_env, gunicorn
 from tests.bots.test_hostile import (
     CHAT,
     INACTIVE,
@@ -206,3 +214,112 @@ def test_a_reload_mid_wizard_keeps_the_version_and_the_old_buttons(
     state = Conversation.objects.get().state
     assert (state["step"], state["vars"]) == (1, {"drink": "cappuccino"})
     assert Conversation.objects.get().spec_version_id == pinned
+
+
+def _post_from_a_process(url: str, bot: Bot, update: dict[str, Any]) -> Popen[str]:
+    """POST ``update`` to the bot's webhook from another OS process, which
+    prints the status and the body."""
+    code = (
+        "import httpx, sys\n"
+        "r = httpx.post(sys.argv[1], content=sys.argv[2], timeout=30,"
+        " headers={'Content-Type': 'application/json',"
+        " 'X-Telegram-Bot-Api-Secret-Token': sys.argv[3]})\n"
+        "print(r.status_code, r.text)\n"
+    )
+    return Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            f"{url}/telegram/{bot.pk}/webhook",
+            json.dumps(update),
+            DEMO_SECRET,
+        ],
+        stdout=PIPE,
+        text=True,
+    )
+
+
+def _lock_waits(watch: psycopg.Connection[Any], like: str, count: int) -> None:
+    """Wait until ``count`` sessions wait for a lock in a statement ``like``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = watch.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE wait_event_type = 'Lock' AND query LIKE %s",
+            [like],
+        ).fetchone()
+        if found is not None and found[0] >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{count} sessions never waited in {like!r}")
+
+
+def test_a_re_delivery_racing_a_chat_s_first_update_and_its_lock_answers_at_once(
+    server: str, demo_bot: Bot
+) -> None:
+    # Given an update U of a new chat, and outside sessions standing in for
+    # other requests: C creating the chat's conversation, Y holding an
+    # earlier claim of U, X (later) the conversation's lock
+    chat = 6_660_001
+    update = {
+        "update_id": 880_001,
+        "message": {
+            "message_id": 1,
+            "date": 1_700_000_000,
+            "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": False, "first_name": "Ann"},
+            "text": "/start",
+        },
+    }
+    conversations = Conversation._meta.db_table
+    claims = ProcessedUpdate._meta.db_table
+    parsed = update_parse(update, bot_username=demo_bot.username or None)
+    assert parsed.key is not None
+    key = [demo_bot.pk, chat, parsed.key.thread_id, parsed.key.user_id]
+    where = "bot_id = %s AND chat_id = %s AND thread_id = %s AND user_id = %s"
+    url = database_url(connection.settings_dict)
+    with (
+        psycopg.connect(url, autocommit=True) as watch,
+        psycopg.connect(url) as c,
+        psycopg.connect(url) as y,
+        psycopg.connect(url) as x,
+    ):
+        c.execute(
+            f"INSERT INTO {conversations} (bot_id, chat_id, thread_id, user_id,"
+            " state, locale, created_at, updated_at)"
+            " VALUES (%s, %s, %s, %s, '{}', '', now(), now())",
+            key,
+        )
+        y.execute(
+            f"INSERT INTO {claims} (bot_id, update_id, outcome, created_at)"
+            " VALUES (%s, %s, 'processed', now())",
+            [demo_bot.pk, update["update_id"]],
+        )
+
+        # When U is delivered while Y holds its claim, the conversation
+        # appears and X locks it, U is delivered again, Y gives the claim
+        # up, and X lets the conversation go
+        first = _post_from_a_process(server, demo_bot, update)
+        _lock_waits(watch, f"%{claims}%", 1)
+        c.commit()
+        x.execute(f"SELECT id FROM {conversations} WHERE {where} FOR UPDATE", key)
+        again = _post_from_a_process(server, demo_bot, update)
+        _lock_waits(watch, f"%{claims}%", 2)
+        y.rollback()
+        _lock_waits(watch, f"%{conversations}%FOR UPDATE%", 1)
+        released = time.monotonic()
+        x.commit()
+        answers = sorted(
+            (process.communicate(timeout=30)[0] or "").split(" ", 1)[0]
+            for process in (first, again)
+        )
+        seconds = time.monotonic() - released
+
+    # Then both answer 200 at once (one processed, one a duplicate): every
+    # update takes the claim before the conversation, so the two never wait
+    # for each other
+    assert answers == ["200", "200"]
+    assert seconds < 0.9
+    assert ProcessedUpdate.objects.filter(update_id=update["update_id"]).count() == 1
+    assert Conversation.objects.get(chat_id=chat).last_update_id == update["update_id"]

@@ -92,13 +92,14 @@ def _round_trips(webhook: Webhook, update: dict[str, Any]) -> list[str]:
     return waits
 
 
-def test_an_update_of_a_known_conversation_costs_six_statements(
+def test_an_update_of_a_known_conversation_costs_seven_statements(
     statements: Webhook,
 ) -> None:
     assert _sql(statements, _message(2, "/start")) == [
         "SELECT bots_bot",
         "BEGIN ",
-        "WITH bots_conversation",
+        "INSERT bots_processedupdate",
+        "SELECT bots_conversation",
         "UPDATE bots_conversation",
         "INSERT bots_outboundmessage",
         "COMMIT ",
@@ -113,7 +114,7 @@ def test_an_update_of_a_known_conversation_waits_for_five_round_trips(
     assert _round_trips(statements, _message(2, "/start")) == [
         "SELECT",
         "BEGIN",
-        "WITH",
+        "INSERT+SELECT",
         "UPDATE+INSERT",
         "COMMIT",
     ]
@@ -127,7 +128,8 @@ def test_a_chat_s_first_update_claims_then_creates_its_conversation(
     assert _sql(webhook, _message(1, "/start")) == [
         "SELECT bots_bot",
         "BEGIN ",
-        "WITH bots_conversation",
+        "INSERT bots_processedupdate",
+        "SELECT bots_conversation",
         "INSERT bots_conversation",
         "SELECT bots_conversation",
         "UPDATE bots_conversation",
@@ -140,7 +142,8 @@ def test_a_duplicate_update_costs_the_claim_alone(statements: Webhook) -> None:
     assert _sql(statements, _message(1, "/start")) == [
         "SELECT bots_bot",
         "BEGIN ",
-        "WITH bots_conversation",
+        "INSERT bots_processedupdate",
+        "SELECT bots_conversation",
         "COMMIT ",
     ]
 
