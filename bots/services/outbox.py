@@ -30,6 +30,7 @@ from bots.services.outbox_wake import (
     ready_chat_return,
     send_enqueue,
     send_mark_forget,
+    sender_slot_free,
     sender_slot_hand_over,
     sender_slot_release,
     senders_wake,
@@ -510,8 +511,8 @@ def outbox_ready_drain(*, slot: int) -> int:
 
     Ends when no chat is ready (having waited a moment for one, if it sent
     anything), or hands the slot to a new task after a while. A Redis
-    failure ends it: the slot frees itself, and the sweep sends what the
-    ready chats held.
+    failure ends it, freeing the slot (or leaving it to expire), and the
+    sweep sends what the ready chats held.
     """
     started = time.monotonic()
     sent = 0
@@ -526,6 +527,8 @@ def outbox_ready_drain(*, slot: int) -> int:
                 return sent
         except redis.RedisError:
             logger.warning("Redis failed under sender %s; the sweep takes over.", slot)
+            # If Redis is back already, the next wake starts a sender at once.
+            sender_slot_free(slot)
             return sent
         if ready is None:
             continue

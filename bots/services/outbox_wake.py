@@ -59,6 +59,8 @@ return 0
 """
 
 _scripts: dict[tuple[int, str], Any] = {}
+# Per connection pool of the cache and wait: see _waiting_client.
+_waiting_clients: dict[tuple[int, float], redis.Redis] = {}
 
 
 def _client() -> redis.Redis:
@@ -88,7 +90,26 @@ def _run(source: str, keys: list[str], args: list[Any]) -> int:
     return int(script(keys=keys, args=args))
 
 
-def _slot_free(slot: int) -> None:
+def _waiting_client(wait: float) -> redis.Redis:
+    """A client of the cache's Redis whose reads outlast a blocking wait of
+    ``wait`` seconds by the margin every other command gets."""
+    pool = _client().connection_pool
+    key = (id(pool), wait)
+    client = _waiting_clients.get(key)
+    if client is None:
+        timeout = wait + float(pool.connection_kwargs.get("socket_timeout") or 1.0)
+        client = _waiting_clients[key] = redis.Redis(
+            connection_pool=redis.ConnectionPool(
+                connection_class=pool.connection_class,
+                **{**pool.connection_kwargs, "socket_timeout": timeout},
+            )
+        )
+
+    return client
+
+
+def sender_slot_free(slot: int) -> None:
+    """Free ``slot`` for a new sender; never raise."""
     try:
         _client().delete(_slot_key(slot))
     except redis.RedisError:
@@ -186,7 +207,7 @@ def senders_wake(bot_id: int, chat_ids: list[int]) -> None:
         outbox_drain_task.apply_async((slot,))
     except Exception:
         # Free the slot, so the next commit tries again.
-        _slot_free(slot)
+        sender_slot_free(slot)
         raise
 
 
@@ -197,13 +218,15 @@ def ready_chat_pop(slot: int, wait: float = 0.0) -> tuple[int, int] | None:
     (bot id, chat id), or None when no chat is ready. Raises
     redis.RedisError.
     """
-    pipe = _client().pipeline(transaction=False)
+    client = _waiting_client(wait) if wait > 0 else _client()
+    pipe = client.pipeline(transaction=False)
+    # Renewed first: a blocking pop holds back what follows it.
+    pipe.expire(_slot_key(slot), _SLOT_SECONDS)
     if wait > 0:
         pipe.bzpopmin(_ready_key(), timeout=wait)
     else:
         pipe.zpopmin(_ready_key())
-    pipe.expire(_slot_key(slot), _SLOT_SECONDS)
-    popped, _renewed = pipe.execute()
+    _renewed, popped = pipe.execute()
     if not popped:
         return None
     # ZPOPMIN answers [(member, score)], BZPOPMIN (key, member, score).
@@ -240,5 +263,5 @@ def sender_slot_hand_over(slot: int, countdown: float = 0.0) -> None:
     try:
         outbox_drain_task.apply_async((slot,), countdown=countdown)
     except Exception:
-        _slot_free(slot)
+        sender_slot_free(slot)
         raise

@@ -261,9 +261,9 @@ def test_a_re_delivery_racing_a_chat_s_first_update_and_its_lock_answers_at_once
     # Given an update U of a new chat, and outside sessions standing in for
     # other requests: C creating the chat's conversation, Y holding an
     # earlier claim of U, X (later) the conversation's lock
-    chat = 6_660_001
+    chat, update_id = 6_660_001, 880_001
     update = {
-        "update_id": 880_001,
+        "update_id": update_id,
         "message": {
             "message_id": 1,
             "date": 1_700_000_000,
@@ -294,7 +294,7 @@ def test_a_re_delivery_racing_a_chat_s_first_update_and_its_lock_answers_at_once
         y.execute(
             f"INSERT INTO {claims} (bot_id, update_id, outcome, created_at)"
             " VALUES (%s, %s, 'processed', now())",
-            [demo_bot.pk, update["update_id"]],
+            [demo_bot.pk, update_id],
         )
 
         # When U is delivered while Y holds its claim, the conversation
@@ -321,5 +321,5 @@ def test_a_re_delivery_racing_a_chat_s_first_update_and_its_lock_answers_at_once
     # for each other
     assert answers == ["200", "200"]
     assert seconds < 0.9
-    assert ProcessedUpdate.objects.filter(update_id=update["update_id"]).count() == 1
-    assert Conversation.objects.get(chat_id=chat).last_update_id == update["update_id"]
+    assert ProcessedUpdate.objects.filter(update_id=update_id).count() == 1
+    assert Conversation.objects.get(chat_id=chat).last_update_id == update_id

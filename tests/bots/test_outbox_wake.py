@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -17,6 +18,7 @@ from bots.models import Bot, OutboundMessage
 from bots.services import outbox_wake
 from bots.services.outbox import outbox_ready_drain, outbox_schedule
 from tests.bots.hostile_server import PROJECT_ROOT, free_port, locked_elsewhere
+from tests.bots.test_outage_redis import RedisServer
 from tests.factories import BotFactory
 from tests.fakes.control import FakeTelegramControl
 
@@ -332,3 +334,91 @@ def test_a_connection_dropped_by_redis_is_replaced_and_wakes_a_sender(
     assert _published(broker) == [("bots.outbox_drain", "(0,)")]
     assert _ready(broker) == {f"{bot.pk}:{CHATS[0]}".encode()}
     assert _slots(broker) == [True, False]
+
+
+# Run in another process: once a sender waits for a ready chat, stalls
+# Redis for 0.75 s (SIGSTOP: a fork for a snapshot, a slow script, a paused
+# VM), while a web process wakes the senders for another chat.
+_STALL_WHILE_A_SENDER_WAITS = """
+import os, signal, sys, time, redis
+port, pid, key, member = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+client = redis.Redis(port=port)
+client.ping()
+print("ready", flush=True)
+deadline = time.monotonic() + 5
+while not any(c["cmd"] == "bzpopmin" for c in client.client_list()):
+    if time.monotonic() > deadline:
+        sys.exit("no sender waited")
+    time.sleep(0.01)
+waker = redis.Redis(port=port, socket_timeout=10).connection_pool.get_connection()
+time.sleep(0.35)
+os.kill(pid, signal.SIGSTOP)
+try:
+    waker.send_command("ZADD", key, "NX", time.time(), member)
+    time.sleep(0.75)
+finally:
+    os.kill(pid, signal.SIGCONT)
+waker.read_response()
+"""
+
+
+def test_a_redis_stall_while_a_sender_waits_loses_no_chat_and_no_slot(
+    broker: redis.Redis,
+    settings: Any,
+    tmp_path: Path,
+    telegram_api: FakeTelegramControl,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    # Given one sender slot, on a Redis of the test's own, and a chat whose
+    # sender has sent it and waits for the next
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        settings.OUTBOX_SENDERS = 1
+        caches_config = copy.deepcopy(settings.CACHES)
+        caches_config["default"]["LOCATION"] = server.url
+        settings.CACHES = caches_config
+        private = redis.Redis.from_url(server.url)
+        bot = BotFactory.create()
+        with django_capture_on_commit_callbacks(execute=True):
+            _queue(bot, CHATS[0], "first")
+            outbox_schedule(bot_id=bot.pk, chat_ids={CHATS[0]})
+        broker.delete(_queue_key())
+        _queue(bot, CHATS[1], "second")
+        assert server.process is not None
+        staller = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _STALL_WHILE_A_SENDER_WAITS,
+                str(server.port),
+                str(server.process.pid),
+                outbox_wake._ready_key(),
+                f"{bot.pk}:{CHATS[1]}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert staller.stdout is not None
+        assert staller.stdout.readline() == "ready\n"
+
+        # When Redis stalls for less than a second during the wait, and the
+        # second chat is woken meanwhile
+        try:
+            sent = outbox_ready_drain(slot=0)
+        finally:
+            assert staller.wait(timeout=30) == 0
+
+        # Then the sender, whose reads outlast its wait, sent both chats and
+        # gave its slot up: nothing waits for the sweep, nothing is held
+        assert sent == 2
+        assert [
+            (call["params"]["chat_id"], call["params"]["text"])
+            for call in telegram_api.calls("sendMessage")
+        ] == [(str(CHATS[0]), "first"), (str(CHATS[1]), "second")]
+        assert private.zcard(outbox_wake._ready_key()) == 0
+        assert private.exists(outbox_wake._slot_key(0)) == 0
+        assert _published(broker) == []
+        private.close()
+    finally:
+        server.stop()
