@@ -130,6 +130,30 @@ def test_a_sender_sends_every_ready_chat_then_frees_its_slot(
     assert _slots(broker) == [False, True]
 
 
+def _drain_beside(script: str, args: list[str], **popen: Any) -> int:
+    """Run the sender of slot 0 while ``script`` runs in another process,
+    once that process says it is ready; return the messages sent."""
+    other = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+    assert other.stdout is not None
+    assert other.stdout.readline() == "ready\n"
+    try:
+        return outbox_ready_drain(slot=0)
+    finally:
+        assert other.wait(timeout=30) == 0
+
+
+def _sent(telegram_api: FakeTelegramControl) -> list[tuple[str, str]]:
+    return [
+        (call["params"]["chat_id"], call["params"]["text"])
+        for call in telegram_api.calls("sendMessage")
+    ]
+
+
 # Run in another process: once set up says so, waits until a sender blocks
 # waiting for a ready chat, then wakes the senders for one chat, as a web
 # process does.
@@ -173,29 +197,18 @@ def test_a_sender_that_sent_waits_for_the_next_chat_so_no_task_is_published(
         "PYTHONPATH": str(PROJECT_ROOT),
     }
     env.pop("PYTEST_XDIST_WORKER", None)
-    waker = subprocess.Popen(
-        [sys.executable, "-c", _WAKE_WHEN_A_SENDER_WAITS, str(bot.pk), str(CHATS[1])],
+    # When the sender of slot 0 runs
+    sent = _drain_beside(
+        _WAKE_WHEN_A_SENDER_WAITS,
+        [str(bot.pk), str(CHATS[1])],
         env=env,
         cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
     )
-    assert waker.stdout is not None
-    assert waker.stdout.readline() == "ready\n"
-
-    # When the sender of slot 0 runs
-    try:
-        sent = outbox_ready_drain(slot=0)
-    finally:
-        assert waker.wait(timeout=30) == 0
 
     # Then it sent both chats' rows itself: the wake found both slots held
     # and published no task
     assert sent == 2
-    assert [
-        (call["params"]["chat_id"], call["params"]["text"])
-        for call in telegram_api.calls("sendMessage")
-    ] == [(str(CHATS[0]), "first"), (str(CHATS[1]), "second")]
+    assert _sent(telegram_api) == [(str(CHATS[0]), "first"), (str(CHATS[1]), "second")]
     assert _published(broker) == []
     assert _ready(broker) == set()
     assert _slots(broker) == [False, True]
@@ -386,36 +399,26 @@ def test_a_redis_stall_while_a_sender_waits_loses_no_chat_and_no_slot(
         broker.delete(_queue_key())
         _queue(bot, CHATS[1], "second")
         assert server.process is not None
-        staller = subprocess.Popen(
+
+        # When Redis stalls for less than a second during the wait, and the
+        # second chat is woken meanwhile
+        sent = _drain_beside(
+            _STALL_WHILE_A_SENDER_WAITS,
             [
-                sys.executable,
-                "-c",
-                _STALL_WHILE_A_SENDER_WAITS,
                 str(server.port),
                 str(server.process.pid),
                 outbox_wake._ready_key(),
                 f"{bot.pk}:{CHATS[1]}",
             ],
-            stdout=subprocess.PIPE,
-            text=True,
         )
-        assert staller.stdout is not None
-        assert staller.stdout.readline() == "ready\n"
-
-        # When Redis stalls for less than a second during the wait, and the
-        # second chat is woken meanwhile
-        try:
-            sent = outbox_ready_drain(slot=0)
-        finally:
-            assert staller.wait(timeout=30) == 0
 
         # Then the sender, whose reads outlast its wait, sent both chats and
         # gave its slot up: nothing waits for the sweep, nothing is held
         assert sent == 2
-        assert [
-            (call["params"]["chat_id"], call["params"]["text"])
-            for call in telegram_api.calls("sendMessage")
-        ] == [(str(CHATS[0]), "first"), (str(CHATS[1]), "second")]
+        assert _sent(telegram_api) == [
+            (str(CHATS[0]), "first"),
+            (str(CHATS[1]), "second"),
+        ]
         assert private.zcard(outbox_wake._ready_key()) == 0
         assert private.exists(outbox_wake._slot_key(0)) == 0
         assert _published(broker) == []
