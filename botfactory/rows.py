@@ -209,8 +209,9 @@ def one_round_trip() -> Iterator[None]:
     On PostgreSQL this is psycopg's pipeline mode: each statement is sent
     without waiting, and the first result asked for (a fetch) waits for them
     all, so writes followed by an ``INSERT ... RETURNING`` cost one round
-    trip. A ``rowcount`` read inside is -1: nothing has answered yet. An
-    error surfaces at that fetch, or on leaving, as Django's error.
+    trip. A ``rowcount`` read inside before such a fetch is -1: nothing has
+    answered yet. An error surfaces at that fetch, or on leaving, as
+    Django's error.
     """
     if connection.vendor != "postgresql":
         yield
