@@ -67,8 +67,8 @@ _SENDER_SECONDS = 20.0
 _SENDER_RETRY_SECONDS = 2.0
 # How long a sender that has sent waits for the next ready chat before it
 # gives its slot up: under a steady stream of updates the same senders keep
-# sending, and no task is published per update. Below the Redis client's
-# socket timeout, which would otherwise cut the wait short.
+# sending, and no task is published per update. Short, as a waiting sender
+# keeps a worker thread from other tasks.
 _SENDER_LINGER_SECONDS = 0.5
 
 

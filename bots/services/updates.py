@@ -160,9 +160,13 @@ def _conversation_create(*, bot: Bot, parsed: ParsedUpdate) -> Conversation:
     return found[0]
 
 
-def _runs_spec(*, bot: Bot, parsed: ParsedUpdate) -> bool:
-    """Whether the update, once claimed, runs the spec: the conditions under
-    which ``_update_process_once`` reaches the conversation lock."""
+def _locks_with_claim(*, bot: Bot, parsed: ParsedUpdate) -> bool:
+    """Whether the update's conversation is locked along with its claim.
+
+    So it is for every update that will run the spec, except a membership
+    change, whose blocked-chat write comes between claim and lock. The
+    others are claimed alone, then dropped, ignored or locked as before.
+    """
     return (
         bot.is_active
         and parsed.kind != "my_chat_member"
@@ -322,8 +326,8 @@ def _update_process_once(
 ) -> UpdateResult:
     with transaction.atomic():
         conversation: Conversation | None = None
-        runs_spec = _runs_spec(bot=bot, parsed=parsed)
-        if runs_spec:
+        locked_with_claim = _locks_with_claim(bot=bot, parsed=parsed)
+        if locked_with_claim:
             claimed, conversation = _claim_and_lock(bot=bot, parsed=parsed)
         else:
             claimed = _claim(bot=bot, update_id=parsed.update_id, outcome="processed")
@@ -353,7 +357,7 @@ def _update_process_once(
         if conversation is None:
             conversation = (
                 _conversation_create(bot=bot, parsed=parsed)
-                if runs_spec
+                if locked_with_claim
                 else _conversation_lock(bot=bot, parsed=parsed)
             )
         conversation_reset_if_idle(bot=bot, conversation=conversation)

@@ -21,6 +21,7 @@ from bots.updates import update_parse
 from tests.bots.chat_user import ChatUser, labels, texts
 from tests.bots.conftest import DEMO_SECRET
 from tests.bots.hostile_server import database_url, demo_server_env, gunicorn
+from tests.bots.redelivery import update_body
 from tests.bots.test_hostile import (
     CHAT,
     INACTIVE,
@@ -262,16 +263,7 @@ def test_a_re_delivery_racing_a_chat_s_first_update_and_its_lock_answers_at_once
     # other requests: C creating the chat's conversation, Y holding an
     # earlier claim of U, X (later) the conversation's lock
     chat, update_id = 6_660_001, 880_001
-    update = {
-        "update_id": update_id,
-        "message": {
-            "message_id": 1,
-            "date": 1_700_000_000,
-            "chat": {"id": chat, "type": "private"},
-            "from": {"id": chat, "is_bot": False, "first_name": "Ann"},
-            "text": "/start",
-        },
-    }
+    update = update_body(update_id=update_id, chat_id=chat, text="/start")
     conversations = Conversation._meta.db_table
     claims = ProcessedUpdate._meta.db_table
     parsed = update_parse(update, bot_username=demo_bot.username or None)

@@ -154,15 +154,9 @@ def _sent(telegram_api: FakeTelegramControl) -> list[tuple[str, str]]:
     ]
 
 
-# Run in another process: once set up says so, waits until a sender blocks
-# waiting for a ready chat, then wakes the senders for one chat, as a web
-# process does.
-_WAKE_WHEN_A_SENDER_WAITS = """
-import sys, time
-import django
-django.setup()
-from bots.services import outbox_wake
-client = outbox_wake._client()
+# For a script run in another process, with a Redis ``client``: says it is
+# ready, then waits until a sender blocks waiting for a ready chat.
+_UNTIL_A_SENDER_WAITS = """
 client.ping()
 print("ready", flush=True)
 deadline = time.monotonic() + 5
@@ -170,8 +164,23 @@ while not any(c["cmd"] == "bzpopmin" for c in client.client_list()):
     if time.monotonic() > deadline:
         sys.exit("no sender waited")
     time.sleep(0.01)
+"""
+
+# Run in another process: once a sender waits, wakes the senders for one
+# chat, as a web process does.
+_WAKE_WHEN_A_SENDER_WAITS = (
+    """
+import sys, time
+import django
+django.setup()
+from bots.services import outbox_wake
+client = outbox_wake._client()
+"""
+    + _UNTIL_A_SENDER_WAITS
+    + """
 outbox_wake.senders_wake(int(sys.argv[1]), [int(sys.argv[2])])
 """
+)
 
 
 def test_a_sender_that_sent_waits_for_the_next_chat_so_no_task_is_published(
@@ -352,17 +361,14 @@ def test_a_connection_dropped_by_redis_is_replaced_and_wakes_a_sender(
 # Run in another process: once a sender waits for a ready chat, stalls
 # Redis for 0.75 s (SIGSTOP: a fork for a snapshot, a slow script, a paused
 # VM), while a web process wakes the senders for another chat.
-_STALL_WHILE_A_SENDER_WAITS = """
+_STALL_WHILE_A_SENDER_WAITS = (
+    """
 import os, signal, sys, time, redis
 port, pid, key, member = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 client = redis.Redis(port=port)
-client.ping()
-print("ready", flush=True)
-deadline = time.monotonic() + 5
-while not any(c["cmd"] == "bzpopmin" for c in client.client_list()):
-    if time.monotonic() > deadline:
-        sys.exit("no sender waited")
-    time.sleep(0.01)
+"""
+    + _UNTIL_A_SENDER_WAITS
+    + """
 waker = redis.Redis(port=port, socket_timeout=10).connection_pool.get_connection()
 time.sleep(0.35)
 os.kill(pid, signal.SIGSTOP)
@@ -373,6 +379,7 @@ finally:
     os.kill(pid, signal.SIGCONT)
 waker.read_response()
 """
+)
 
 
 def test_a_redis_stall_while_a_sender_waits_loses_no_chat_and_no_slot(
