@@ -63,7 +63,9 @@ def _table(sql: str) -> str:
 
 def _round_trips(webhook: Webhook, update: dict[str, Any]) -> list[str]:
     """The messages after which the client waits for the server: each simple
-    query, and each Sync ending a batch of extended-protocol statements."""
+    query, and each Sync ending a batch of extended-protocol statements,
+    named by their first words (a statement already prepared on the
+    connection sends no Parse, and so adds no name)."""
     connection.ensure_connection()
     pgconn = connection.connection.pgconn
     with tempfile.TemporaryFile() as trace:
